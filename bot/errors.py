@@ -1,0 +1,144 @@
+"""The one exception hierarchy of domainbot.
+
+Every error the bot raises on purpose derives from :class:`DomainbotError`. Each
+class keeps the facts it is about as attributes and builds its message from them, so
+a handler can both show the message to a person and act on the facts::
+
+    DomainbotError
+    ├── ConfigError                 a setting is missing or wrong; the bot cannot start
+    ├── RequestRefused              a user's request breaks a rule; nothing was changed
+    │   ├── InvalidDomain           the domain name itself is not acceptable
+    │   ├── UnknownBucket           the bucket is not in the configuration
+    │   ├── IcpConfirmationMissing  a mainland-China bucket needs the ICP confirmation
+    │   ├── BucketFull              the bucket already holds its maximum of domains
+    │   ├── DomainConflict          another bucket holds the domain
+    │   └── NotBound                the domain is not bound (unbind, check)
+    ├── DnsError                    an authoritative server could not be asked
+    └── ProviderError               a storage or DNS provider refused or failed
+
+Messages say what happened and what to do next; they never contain secrets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class DomainbotError(Exception):
+    """Base class of every error domainbot raises on purpose."""
+
+
+class ConfigError(DomainbotError):
+    """The configuration cannot be used; the bot refuses to start.
+
+    ``problems`` holds one line per problem, each naming the setting and the fix.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class RequestRefused(DomainbotError):
+    """A user's request was refused by a rule; nothing was stored or changed.
+
+    ``field`` names the input the problem belongs to (``domain``, ``bucket``, ``icp``)
+    so that a form can show the message next to it.
+    """
+
+    field = "domain"
+
+
+class InvalidDomain(RequestRefused):
+    """The text given as a domain name is not a host name the bot can bind."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(reason)
+
+
+class UnknownBucket(RequestRefused):
+    field = "bucket"
+
+    def __init__(self, bucket: str, known: list[str]) -> None:
+        self.bucket = bucket
+        self.known = known
+        names = ", ".join(known) or "none are configured"
+        super().__init__(
+            f"There is no bucket called {bucket!r} in the bot's configuration. "
+            f"Pick one of: {names}."
+        )
+
+
+class IcpConfirmationMissing(RequestRefused):
+    field = "icp"
+
+    def __init__(self, bucket: str, endpoint: str) -> None:
+        self.bucket = bucket
+        self.endpoint = endpoint
+        super().__init__(
+            f"Bucket {bucket} is in a mainland-China region ({endpoint}), where a "
+            "domain must have an ICP filing. Confirm that this domain has one, or "
+            "choose a bucket outside mainland China."
+        )
+
+
+class BucketFull(RequestRefused):
+    field = "bucket"
+
+    def __init__(self, bucket: str, limit: int) -> None:
+        self.bucket = bucket
+        self.limit = limit
+        super().__init__(
+            f"Bucket {bucket} already has {limit} domains bound or pending, its "
+            f"maximum. Unbind one with /unbind-domain, or ask an operator to raise "
+            f"max_domains for this bucket."
+        )
+
+
+class DomainConflict(RequestRefused):
+    """Another bucket holds the domain; its owner must prove control to take it."""
+
+    def __init__(self, domain: str, holder: str, since: datetime | None) -> None:
+        self.domain = domain
+        self.holder = holder
+        self.since = since
+        super().__init__(f"{domain} is already bound to bucket {holder}.")
+
+
+class NotBound(RequestRefused):
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+        super().__init__(
+            f"{domain} is not bound to any bucket. /domains lists the bound domains."
+        )
+
+
+class DnsError(DomainbotError):
+    """A DNS question could not be answered: a timeout, SERVFAIL, REFUSED or the like.
+
+    These are passing faults: the check is retried later.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"could not look up {name}: {reason}")
+
+
+class ProviderError(DomainbotError):
+    """A storage or DNS provider refused an operation or could not be reached.
+
+    ``code`` is the provider's own error code where it gave one.
+    """
+
+    def __init__(
+        self, provider: str, operation: str, message: str, code: str | None = None
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.code = code
+        self.detail = message
+        prefix = f"{code}: " if code else ""
+        super().__init__(f"{provider} {operation} failed: {prefix}{message}")
