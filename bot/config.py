@@ -49,6 +49,7 @@ class Bucket(BaseModel):
     endpoint: str
     max_domains: int = Field(default=20, ge=1, le=1000)
     provider: Literal["local"] = "local"
+    cdn_domain: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -70,6 +71,26 @@ class Bucket(BaseModel):
                 "oss-cn-hangzhou.aliyuncs.com"
             )
         return endpoint
+
+    @field_validator("cdn_domain")
+    @classmethod
+    def _cdn_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        template = value.strip().lower().removesuffix(".")
+        sample = template.replace("{domain}", "img.example.com")
+        if "{" in sample or "}" in sample or "/" in sample or "." not in sample:
+            raise ValueError(
+                "give the CDN's host name for a domain, with {domain} standing for "
+                "the bound domain, such as {domain}.w.kunlunsl.com"
+            )
+        return template
+
+    def cdn_target(self, domain: str) -> str | None:
+        """The CDN host name assigned to ``domain``, when a CDN is configured."""
+        if self.cdn_domain is None:
+            return None
+        return self.cdn_domain.replace("{domain}", domain)
 
     @property
     def internet_domain(self) -> str:
@@ -323,7 +344,9 @@ def _location(loc: tuple[Any, ...], data: Any) -> str:
 
 
 def _is_table_list(node: Any, index: int) -> bool:
-    return isinstance(node, list) and index < len(node) and isinstance(node[index], dict)
+    return (
+        isinstance(node, list) and index < len(node) and isinstance(node[index], dict)
+    )
 
 
 def _has(node: Any, key: Any) -> bool:

@@ -94,17 +94,41 @@ def _refuse_ip_address(text: str, name: str) -> None:
 
 def _to_ascii(text: str, name: str) -> str:
     try:
-        return idna.encode(name, uts46=True).decode("ascii")
+        mapped = idna.uts46_remap(name, std3_rules=True, transitional=False)
     except idna.IDNAError as err:
-        raise InvalidDomain(
-            text,
-            f"{name} is not a valid host name ({err}). Use letters, digits and "
-            "hyphens, with dots between the labels.",
-        ) from err
+        raise _not_a_host_name(text, name, err) from err
+    labels = [_label_to_ascii(text, name, label) for label in mapped.split(".")]
+    return ".".join(labels)
+
+
+def _label_to_ascii(text: str, name: str, label: str) -> str:
+    if label.isascii() and len(label) > MAX_LABEL_LENGTH:
+        raise _label_too_long(text, label)
+    try:
+        encoded = idna.alabel(label).decode("ascii")
+    except idna.IDNAError as err:
+        if "too long" in str(err).lower():
+            raise _label_too_long(text, label) from err
+        raise _not_a_host_name(text, name, err) from err
     except UnicodeError as err:
-        raise InvalidDomain(
-            text, f"{name} is not a valid host name: it is too long."
-        ) from err
+        raise _label_too_long(text, label) from err
+    return encoded
+
+
+def _not_a_host_name(text: str, name: str, err: Exception) -> InvalidDomain:
+    return InvalidDomain(
+        text,
+        f"{name} is not a valid host name ({err}). Use letters, digits and "
+        "hyphens, with dots between the labels.",
+    )
+
+
+def _label_too_long(text: str, label: str) -> InvalidDomain:
+    return InvalidDomain(
+        text,
+        f"The label {label[:20]}... is too long; each part between dots may have at "
+        f"most {MAX_LABEL_LENGTH} characters.",
+    )
 
 
 def _check_lengths(text: str, ascii_name: str) -> None:
@@ -116,11 +140,7 @@ def _check_lengths(text: str, ascii_name: str) -> None:
         )
     for label in ascii_name.split("."):
         if len(label) > MAX_LABEL_LENGTH:
-            raise InvalidDomain(
-                text,
-                f"The label {label[:20]}... is {len(label)} characters long; each "
-                f"part between dots may have at most {MAX_LABEL_LENGTH}.",
-            )
+            raise _label_too_long(text, label)
     if len(ascii_name) < MIN_NAME_LENGTH:
         raise InvalidDomain(
             text,

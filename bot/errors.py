@@ -7,14 +7,17 @@ a handler can both show the message to a person and act on the facts::
     DomainbotError
     ├── ConfigError                 a setting is missing or wrong; the bot cannot start
     ├── RequestRefused              a user's request breaks a rule; nothing was changed
+    │   ├── InvalidRequest          several problems with one request, together
     │   ├── InvalidDomain           the domain name itself is not acceptable
+    │   ├── CdnNotConfigured        CDN acceleration asked for a bucket without one
     │   ├── UnknownBucket           the bucket is not in the configuration
     │   ├── IcpConfirmationMissing  a mainland-China bucket needs the ICP confirmation
     │   ├── BucketFull              the bucket already holds its maximum of domains
     │   ├── DomainConflict          another bucket holds the domain
     │   └── NotBound                the domain is not bound (unbind, check)
     ├── DnsError                    an authoritative server could not be asked
-    └── ProviderError               a storage or DNS provider refused or failed
+    ├── ProviderError               a storage or DNS provider refused or failed
+    └── SlackError                  Slack's Web API refused a call or was unreachable
 
 Messages say what happened and what to do next; they never contain secrets.
 """
@@ -49,6 +52,14 @@ class RequestRefused(DomainbotError):
     field = "domain"
 
 
+class InvalidRequest(RequestRefused):
+    """Every problem found with one request, so a form can show them all at once."""
+
+    def __init__(self, problems: list[RequestRefused]) -> None:
+        self.problems = problems
+        super().__init__(" ".join(str(problem) for problem in problems))
+
+
 class InvalidDomain(RequestRefused):
     """The text given as a domain name is not a host name the bot can bind."""
 
@@ -65,6 +76,9 @@ class UnknownBucket(RequestRefused):
         self.bucket = bucket
         self.known = known
         names = ", ".join(known) or "none are configured"
+        if not bucket:
+            super().__init__(f"Choose a bucket: {names}.")
+            return
         super().__init__(
             f"There is no bucket called {bucket!r} in the bot's configuration. "
             f"Pick one of: {names}."
@@ -81,6 +95,17 @@ class IcpConfirmationMissing(RequestRefused):
             f"Bucket {bucket} is in a mainland-China region ({endpoint}), where a "
             "domain must have an ICP filing. Confirm that this domain has one, or "
             "choose a bucket outside mainland China."
+        )
+
+
+class CdnNotConfigured(RequestRefused):
+    field = "options"
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        super().__init__(
+            f"CDN acceleration is not set up for bucket {bucket}. Turn the CDN "
+            "switch off, or ask an operator to set cdn_domain for this bucket."
         )
 
 
@@ -142,3 +167,47 @@ class ProviderError(DomainbotError):
         self.detail = message
         prefix = f"{code}: " if code else ""
         super().__init__(f"{provider} {operation} failed: {prefix}{message}")
+
+
+class SlackError(DomainbotError):
+    """A Slack Web API call failed.
+
+    ``code`` is Slack's error string (``channel_not_found``, ``ratelimited``) or
+    ``unreachable`` when no answer came; ``retry_after`` is the wait Slack asked for.
+    """
+
+    # Errors that will not go away by trying the same call again.
+    PERMANENT = frozenset(
+        {
+            "channel_not_found",
+            "not_in_channel",
+            "is_archived",
+            "user_not_in_channel",
+            "user_not_found",
+            "cant_update_message",
+            "message_not_found",
+            "invalid_blocks",
+            "invalid_arguments",
+            "msg_too_long",
+            "no_text",
+            "not_authed",
+            "invalid_auth",
+            "account_inactive",
+            "token_revoked",
+            "missing_scope",
+            "expired_url",
+            "used_url",
+        }
+    )
+
+    def __init__(
+        self, method: str, code: str, *, retry_after: float | None = None
+    ) -> None:
+        self.method = method
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(f"Slack {method} failed: {code}")
+
+    @property
+    def permanent(self) -> bool:
+        return self.code in self.PERMANENT

@@ -1,0 +1,42 @@
+"""The Bolt app: Slack's requests verified, routed to the handlers in ``commands/``."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+from slack_bolt.error import BoltError
+
+from bot.errors import ConfigError
+from bot.services import Services
+from commands import bind_domain, check_now, domains, home, unbind_domain
+
+logger = logging.getLogger(__name__)
+
+
+def build_app(services: Services) -> App:
+    """A Bolt app whose handlers ack first and work after, on Bolt's worker threads.
+
+    Raises :class:`ConfigError` when Slack refuses the bot token.
+    """
+    settings = services.config.settings
+    try:
+        app = App(
+            token=settings.slack_bot_token.get_secret_value(),
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            client=services.slack.client,
+            process_before_response=False,
+            # Bolt's own logger is kept, so its messages carry their module names.
+            logger=logging.getLogger("slack_bolt"),
+        )
+    except BoltError as err:
+        raise ConfigError(
+            [
+                "SLACK_BOT_TOKEN was refused by Slack (or Slack could not be reached "
+                f"at {services.slack.client.base_url}): {err}; copy the Bot User "
+                "OAuth Token again from the app's OAuth & Permissions page"
+            ]
+        ) from err
+    for module in (bind_domain, check_now, domains, unbind_domain, home):
+        module.register(app, services)
+    return app

@@ -1,0 +1,414 @@
+"""The binding workflow: bind a domain to a bucket, list bindings, release one.
+
+Plain Python with no Slack in it: the Slack commands, the tests and any other front
+end drive it the same way. Every change of state is stored together with its audit
+event and the notices that tell people about it (see :mod:`bot.notices`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import notices
+from bot.clock import Clock
+from bot.config import Bucket, FileConfig
+from bot.domain_names import is_under, normalise_domain
+from bot.errors import (
+    BucketFull,
+    CdnNotConfigured,
+    DomainConflict,
+    IcpConfirmationMissing,
+    InvalidDomain,
+    InvalidRequest,
+    NotBound,
+    ProviderError,
+    RequestRefused,
+    UnknownBucket,
+)
+from bot.providers import StorageProvider
+from storage import Database, Transaction
+from storage.models import AuditEvent, Binding, BindingState, OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "domainbot"
+
+
+@dataclass(frozen=True)
+class BindRequest:
+    """What a person asked for, as they typed it."""
+
+    domain: str
+    bucket: str
+    requested_by: str
+    channel: str | None = None
+    cdn: bool = False
+    auto_cname: bool = False
+    icp_confirmed: bool = False
+    request_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request whose input passed every check that needs no storage."""
+
+    domain: str
+    bucket: Bucket
+    target: str
+    request: BindRequest
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    ALREADY_BOUND = "already_bound"
+    CONFLICT = "conflict"
+    REFUSED = "refused"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class BindOutcome:
+    outcome: Outcome
+    domain: str
+    binding_id: int | None = None
+    message: str | None = None
+
+
+class BindingWorkflow:
+    """Binds domains to buckets and releases them again."""
+
+    def __init__(
+        self,
+        *,
+        config: FileConfig,
+        db: Database,
+        providers: Mapping[str, StorageProvider],
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._providers = providers
+        self._clock = clock
+
+    def check_input(self, request: BindRequest) -> CheckedRequest:
+        """Check what needs no storage; raise :class:`InvalidRequest` listing problems.
+
+        Fast and free of I/O, so that a Slack handler can call it before it acks.
+        """
+        problems: list[RequestRefused] = []
+        bucket = self._config.bucket(request.bucket)
+        if bucket is None:
+            known = [b.name for b in self._config.buckets]
+            problems.append(UnknownBucket(request.bucket, known))
+        reserved = tuple(sorted({b.reserved_suffix for b in self._config.buckets}))
+        domain = ""
+        try:
+            domain = normalise_domain(request.domain, reserved_suffixes=reserved)
+        except RequestRefused as err:
+            problems.append(err)
+        target = ""
+        if bucket is not None:
+            target = self._target(bucket, domain, request, problems)
+        if problems or bucket is None:
+            raise InvalidRequest(problems)
+        return CheckedRequest(domain, bucket, target, request)
+
+    def bind(self, request: BindRequest) -> BindOutcome:
+        """Bind as asked; the outcome is also left as notices for the requester.
+
+        Input problems raise :class:`InvalidRequest` before anything is stored.
+        """
+        checked = self.check_input(request)
+        with self._db.transaction() as tx:
+            if request.request_key and not tx.requests.claim(
+                request.request_key, self._clock.now()
+            ):
+                logger.info("repeated request ignored key=%s", request.request_key)
+                return BindOutcome(Outcome.DUPLICATE, checked.domain)
+            early = self._refusal(tx, checked)
+        if early is not None:
+            return early
+        try:
+            created = self._provider(checked.bucket).bind(
+                checked.bucket, checked.domain
+            )
+        except DomainConflict as conflict:
+            return self._report(checked, Outcome.CONFLICT, conflict)
+        except ProviderError as err:
+            logger.warning("provider refused bind domain=%s: %s", checked.domain, err)
+            return self._report(checked, Outcome.REFUSED, err)
+        return self._record(checked, created_at_provider=created)
+
+    def release(self, domain_text: str, *, actor: str, channel: str | None) -> Binding:
+        """Unbind a domain from its bucket; raise :class:`NotBound` if it is unbound."""
+        domain = normalise_domain(domain_text)
+        with self._db.transaction() as tx:
+            binding = tx.bindings.current(domain)
+        if binding is None:
+            raise NotBound(domain)
+        return self._release(binding, actor=actor, channel=channel)
+
+    def release_by_id(
+        self, binding_id: int, *, actor: str, channel: str | None
+    ) -> Binding:
+        """Like :meth:`release`, for the binding a confirmation button names."""
+        with self._db.transaction() as tx:
+            binding = tx.bindings.get(binding_id)
+        if binding is None or binding.released_at is not None:
+            raise NotBound(binding.domain if binding else f"binding {binding_id}")
+        return self._release(binding, actor=actor, channel=channel)
+
+    def _release(self, binding: Binding, *, actor: str, channel: str | None) -> Binding:
+        assert binding.id is not None
+        domain = binding.domain
+        bucket = self._config.bucket(binding.bucket)
+        if bucket is not None:
+            self._provider(bucket).release(bucket, domain)
+        now = self._clock.now()
+        with self._db.transaction() as tx:
+            before = binding.state
+            if not tx.bindings.move_state(
+                binding.id,
+                before,
+                BindingState.RELEASED,
+                released_at=now,
+                next_check_at=None,
+            ):
+                raise NotBound(domain)
+            binding.state, binding.released_at = BindingState.RELEASED, now
+            self._audit(tx, binding, actor, "released", before)
+            facts = notices.binding_facts(
+                binding, bucket.internet_domain if bucket else binding.target
+            )
+            thread = notices.binding_thread(binding.id)
+            tx.outbox.add(
+                notices.to_channel(
+                    "binding_released",
+                    now,
+                    channel=channel,
+                    requester=actor,
+                    thread=thread,
+                    actor=actor,
+                    **facts,
+                )
+            )
+            tx.outbox.add(
+                notices.update_root(
+                    "binding_card",
+                    now,
+                    thread=thread,
+                    requester=binding.requested_by,
+                    released_by=actor,
+                    **facts,
+                )
+            )
+        logger.info(
+            "binding released domain=%s bucket=%s user=%s",
+            domain,
+            binding.bucket,
+            actor,
+        )
+        return binding
+
+    def bindings(self, bucket: str | None = None) -> list[Binding]:
+        """The current bindings, of one bucket or of all."""
+        if bucket is not None and self._config.bucket(bucket) is None:
+            raise UnknownBucket(bucket, [b.name for b in self._config.buckets])
+        with self._db.transaction() as tx:
+            return tx.bindings.list_current(bucket)
+
+    def _target(
+        self,
+        bucket: Bucket,
+        domain: str,
+        request: BindRequest,
+        problems: list[RequestRefused],
+    ) -> str:
+        if domain and is_under(domain, bucket.internet_domain):
+            problems.append(_own_domain(domain, bucket))
+        if bucket.needs_icp and not request.icp_confirmed:
+            problems.append(IcpConfirmationMissing(bucket.name, bucket.endpoint))
+        if not request.cdn:
+            return bucket.internet_domain
+        cdn_target = bucket.cdn_target(domain or "example.com")
+        if cdn_target is None:
+            problems.append(CdnNotConfigured(bucket.name))
+            return bucket.internet_domain
+        return cdn_target
+
+    def _refusal(self, tx: Transaction, checked: CheckedRequest) -> BindOutcome | None:
+        """Why the request cannot go ahead given what is stored, or None."""
+        current = tx.bindings.current(checked.domain)
+        if current is not None and current.bucket == checked.bucket.name:
+            return self._leave(tx, checked, Outcome.ALREADY_BOUND, current)
+        if current is not None:
+            conflict = DomainConflict(
+                checked.domain, current.bucket, current.created_at
+            )
+            return self._leave(tx, checked, Outcome.CONFLICT, conflict)
+        if tx.bindings.count_current(checked.bucket.name) >= checked.bucket.max_domains:
+            full = BucketFull(checked.bucket.name, checked.bucket.max_domains)
+            return self._leave(tx, checked, Outcome.REFUSED, full)
+        return None
+
+    def _record(
+        self, checked: CheckedRequest, *, created_at_provider: bool
+    ) -> BindOutcome:
+        now = self._clock.now()
+        request = checked.request
+        binding = Binding(
+            domain=checked.domain,
+            bucket=checked.bucket.name,
+            target=checked.target,
+            state=BindingState.PENDING_DNS,
+            cdn=request.cdn,
+            auto_cname=request.auto_cname,
+            icp_confirmed=request.icp_confirmed,
+            requested_by=request.requested_by,
+            channel=request.channel,
+            created_at=now,
+            next_check_at=now,
+        )
+        try:
+            with self._db.transaction() as tx:
+                refusal = self._refusal(tx, checked)
+                if refusal is None:
+                    tx.bindings.add(binding)
+                    self._audit(tx, binding, request.requested_by, "bound", None)
+                    tx.outbox.add(self._created_notice(binding, checked))
+        except IntegrityError:
+            # A parallel request bound the domain between our checks and our write.
+            with self._db.transaction() as tx:
+                refusal = self._refusal(tx, checked)
+            refusal = refusal or BindOutcome(Outcome.DUPLICATE, checked.domain)
+        if refusal is not None:
+            if created_at_provider:
+                # The provider binding was ours: undo it, the parallel one stands.
+                self._provider(checked.bucket).release(checked.bucket, checked.domain)
+            return refusal
+        logger.info(
+            "binding made domain=%s bucket=%s user=%s id=%s",
+            binding.domain,
+            binding.bucket,
+            binding.requested_by,
+            binding.id,
+        )
+        return BindOutcome(Outcome.CREATED, binding.domain, binding.id)
+
+    def _created_notice(
+        self, binding: Binding, checked: CheckedRequest
+    ) -> OutboxMessage:
+        assert binding.id is not None
+        facts = notices.binding_facts(binding, checked.bucket.internet_domain)
+        return notices.to_channel(
+            "binding_created",
+            binding.created_at,
+            channel=binding.channel,
+            requester=binding.requested_by,
+            thread=notices.binding_thread(binding.id),
+            opens_thread=True,
+            auto_cname_note="unmanaged_zone",
+            **facts,
+        )
+
+    def _leave(
+        self,
+        tx: Transaction,
+        checked: CheckedRequest,
+        outcome: Outcome,
+        reason: RequestRefused | Binding,
+    ) -> BindOutcome:
+        """Tell the requester, privately, why nothing new was made."""
+        request = checked.request
+        context: dict[str, object] = {
+            "domain": checked.domain,
+            "bucket": checked.bucket.name,
+        }
+        if isinstance(reason, Binding):
+            context |= {
+                "state": reason.state.value,
+                "binding_id": reason.id,
+                "target": reason.target,
+            }
+            message = f"{checked.domain} is already bound to {reason.bucket}."
+        else:
+            message = str(reason)
+            context |= {"message": message}
+            if isinstance(reason, DomainConflict):
+                context |= {"holder": reason.holder, "since": reason.since}
+        tx.outbox.add(
+            notices.to_user(
+                f"request_{outcome.value}",
+                self._clock.now(),
+                channel=request.channel,
+                user=request.requested_by,
+                **context,
+            )
+        )
+        logger.info(
+            "bind request not made domain=%s bucket=%s outcome=%s",
+            checked.domain,
+            checked.bucket.name,
+            outcome.value,
+        )
+        binding_id = reason.id if isinstance(reason, Binding) else None
+        return BindOutcome(outcome, checked.domain, binding_id, message)
+
+    def _report(
+        self,
+        checked: CheckedRequest,
+        outcome: Outcome,
+        reason: RequestRefused | ProviderError,
+    ) -> BindOutcome:
+        with self._db.transaction() as tx:
+            message = str(reason)
+            tx.outbox.add(
+                notices.to_user(
+                    f"request_{outcome.value}",
+                    self._clock.now(),
+                    channel=checked.request.channel,
+                    user=checked.request.requested_by,
+                    domain=checked.domain,
+                    bucket=checked.bucket.name,
+                    message=message,
+                )
+            )
+        return BindOutcome(outcome, checked.domain, None, message)
+
+    def _audit(
+        self,
+        tx: Transaction,
+        binding: Binding,
+        actor: str,
+        action: str,
+        before: BindingState | None,
+    ) -> None:
+        assert binding.id is not None
+        tx.audit.record(
+            AuditEvent(
+                at=self._clock.now(),
+                actor=actor,
+                subject="binding",
+                subject_id=binding.id,
+                domain=binding.domain,
+                action=action,
+                state_before=before.value if before else None,
+                state_after=binding.state.value,
+            )
+        )
+
+    def _provider(self, bucket: Bucket) -> StorageProvider:
+        return self._providers[bucket.provider]
+
+
+def _own_domain(domain: str, bucket: Bucket) -> RequestRefused:
+    return InvalidDomain(
+        domain,
+        f"{domain} is the bucket's own address. Bind a domain your team owns, such "
+        f"as img.example.com; it will point at {bucket.internet_domain}.",
+    )

@@ -1,0 +1,91 @@
+"""The ``domainbot`` command: ``domainbot serve [--port N]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from bot import __version__
+from bot.config import DEFAULT_PORT, load_config
+from bot.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("DOMAINBOT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "check-config":
+            config = load_config()
+            print(f"domainbot: configuration OK ({len(config.file.buckets)} buckets)")
+            return 0
+        return _serve(args.port)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"domainbot: {problem}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="domainbot",
+        description="Slack bot that binds your own domains to storage buckets.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the bot")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"HTTP port for Slack's requests (default: $PORT, else {DEFAULT_PORT}); "
+        "not used in Socket Mode",
+    )
+    commands.add_parser("check-config", help="read the settings and report problems")
+    return parser
+
+
+def _serve(port: int | None) -> int:
+    # Imported here so that `domainbot --help` and config errors stay fast.
+    from bot.app import build_app
+    from bot.scheduler import Jobs
+    from bot.server import HttpServer, serve_socket_mode
+    from bot.services import build_services
+
+    config = load_config()
+    settings = config.settings
+    services = build_services(config)
+    app = build_app(services)
+    jobs = Jobs(services)
+    jobs.start()
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    try:
+        if settings.slack_app_token is not None:
+            serve_socket_mode(app, settings.slack_app_token.get_secret_value())
+        else:
+            server = HttpServer(app, port=port or settings.port or DEFAULT_PORT)
+            server.serve_forever()
+    except KeyboardInterrupt:
+        logger.info("stopping")
+    finally:
+        jobs.stop()
+        services.close()
+    return 0
+
+
+def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

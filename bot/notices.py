@@ -1,0 +1,100 @@
+"""The notices the workflow leaves for people, stored in the outbox with the change.
+
+A notice names a message template and carries the plain facts it shows; the Slack
+side renders and delivers it later (:mod:`bot.delivery`). Nothing here knows Slack.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.clock import epoch_seconds
+from storage.models import Binding, OutboxMessage
+
+
+def binding_thread(binding_id: int) -> str:
+    """The key of the conversation about one binding."""
+    return f"binding:{binding_id}"
+
+
+def to_channel(
+    notice: str,
+    now: datetime,
+    *,
+    channel: str | None,
+    requester: str,
+    thread: str | None = None,
+    opens_thread: bool = False,
+    **context: Any,
+) -> OutboxMessage:
+    """A message for everyone in ``channel`` (the requester's DM if there is none).
+
+    With ``thread`` set, it is a reply in that thread, or, with ``opens_thread``,
+    the thread's first message.
+    """
+    return OutboxMessage(
+        created_at=now,
+        next_attempt_at=now,
+        notice=notice,
+        context=_jsonable(context),
+        channel=channel or requester,
+        user=requester,
+        thread=thread,
+        opens_thread=opens_thread,
+    )
+
+
+def to_user(
+    notice: str, now: datetime, *, channel: str | None, user: str, **context: Any
+) -> OutboxMessage:
+    """A message only ``user`` sees, shown in ``channel`` (or their DM with the bot)."""
+    return OutboxMessage(
+        created_at=now,
+        next_attempt_at=now,
+        notice=notice,
+        context=_jsonable(context),
+        channel=channel,
+        user=user,
+        ephemeral=True,
+    )
+
+
+def update_root(
+    notice: str, now: datetime, *, thread: str, requester: str, **context: Any
+) -> OutboxMessage:
+    """Replace the first message of ``thread`` (its buttons and status line)."""
+    return OutboxMessage(
+        created_at=now,
+        next_attempt_at=now,
+        notice=notice,
+        context=_jsonable(context),
+        user=requester,
+        thread=thread,
+        updates_thread_root=True,
+    )
+
+
+def binding_facts(binding: Binding, bucket_domain: str) -> dict[str, Any]:
+    """What every message about a binding may show."""
+    return {
+        "binding_id": binding.id,
+        "domain": binding.domain,
+        "bucket": binding.bucket,
+        "bucket_domain": bucket_domain,
+        "target": binding.target,
+        "state": binding.state.value,
+        "cdn": binding.cdn,
+        "auto_cname": binding.auto_cname,
+        "requester": binding.requested_by,
+        "created_at": epoch_seconds(binding.created_at),
+        "live_at": binding.live_at and epoch_seconds(binding.live_at),
+        "released_at": binding.released_at and epoch_seconds(binding.released_at),
+    }
+
+
+def _jsonable(context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: epoch_seconds(value) if isinstance(value, datetime) else value
+        for key, value in context.items()
+    }

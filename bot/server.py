@@ -1,0 +1,91 @@
+"""Serving Slack's requests: HTTP on a port, or Socket Mode with an app token."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+
+StartResponse = Callable[..., Any]
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http %s", format % args)
+
+
+def wsgi_app(app: App) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """Slack's requests at ``/slack/events``, a health check, 404 for the rest."""
+    slack = SlackRequestHandler(app)
+
+    def route(
+        environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == EVENTS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return slack(environ, start_response)
+        if path == HEALTH_PATH:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Slack sends its requests to /slack/events\n"]
+
+    return route
+
+
+class HttpServer:
+    """A threaded HTTP server for the Bolt app; each request gets its own thread."""
+
+    def __init__(self, app: App, *, host: str = "0.0.0.0", port: int = 3000) -> None:
+        self._server = make_server(
+            host,
+            port,
+            wsgi_app(app),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def serve_forever(self) -> None:
+        logger.info("listening for Slack on port %d at %s", self.port, EVENTS_PATH)
+        self._server.serve_forever(poll_interval=0.5)
+
+    def start(self) -> None:
+        """Serve in a background thread (for tests and benchmarks)."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="http", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def serve_socket_mode(app: App, app_token: str) -> None:
+    """Connect to Slack over Socket Mode; needs no public URL. Blocks."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    logger.info("connecting to Slack in Socket Mode")
+    SocketModeHandler(app, app_token).start()  # type: ignore[no-untyped-call]

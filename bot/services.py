@@ -1,0 +1,83 @@
+"""Builds the bot's parts from its configuration and hands them to the front ends."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.binding import BindingWorkflow
+from bot.clock import Clock, SystemClock
+from bot.config import Config
+from bot.delivery import Delivery
+from bot.dns_check import AuthoritativeDns
+from bot.messages import Renderer
+from bot.providers import StorageProvider
+from bot.providers.local import LocalProvider
+from bot.recheck import RecheckPolicy
+from bot.slack_gateway import SlackGateway
+from bot.watch import CnameChecker, DnsWatch
+from storage import Database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a Slack handler or a scheduled job needs, made once."""
+
+    config: Config
+    db: Database
+    clock: Clock
+    slack: SlackGateway
+    renderer: Renderer
+    workflow: BindingWorkflow
+    watch: DnsWatch
+    delivery: Delivery
+
+    def close(self) -> None:
+        self.delivery.stop()
+        self.watch.close()
+        self.db.dispose()
+
+
+def build_services(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    dns: CnameChecker | None = None,
+    slack: SlackGateway | None = None,
+) -> Services:
+    """Connect to the database (creating tables) and wire the parts together."""
+    settings = config.settings
+    clock = clock or SystemClock()
+    db = Database(settings.database_url)
+    db.create_tables()
+    slack = slack or SlackGateway.connect(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url
+    )
+    renderer = Renderer()
+    providers: dict[str, StorageProvider] = {"local": LocalProvider(db, clock)}
+    delivery = Delivery(db=db, slack=slack, renderer=renderer, clock=clock)
+    policy = RecheckPolicy(base=timedelta(seconds=settings.domainbot_recheck_seconds))
+    watch = DnsWatch(
+        config=config.file,
+        db=db,
+        dns=dns or AuthoritativeDns(resolvers=settings.resolvers),
+        clock=clock,
+        policy=policy,
+        on_notice=delivery.wake,
+    )
+    workflow = BindingWorkflow(
+        config=config.file, db=db, providers=providers, clock=clock
+    )
+    return Services(
+        config=config,
+        db=db,
+        clock=clock,
+        slack=slack,
+        renderer=renderer,
+        workflow=workflow,
+        watch=watch,
+        delivery=delivery,
+    )

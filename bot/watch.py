@@ -1,0 +1,346 @@
+"""Watching DNS for pending bindings until their CNAME record is live.
+
+One sweep picks the checks that are due from storage (an indexed next-check time,
+no job per binding), asks the authoritative servers for many of them at once, and
+writes every result back in one transaction per batch. A check that finds the record
+makes the binding live; one that runs out of time fails it; the thread hears of each
+change of state once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot import notices
+from bot.clock import Clock
+from bot.config import FileConfig
+from bot.dns_check import CheckState, CnameCheck
+from bot.recheck import RecheckPolicy
+from storage import Database, Transaction
+from storage.models import AuditEvent, Binding, BindingState
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "domainbot"
+
+
+class CnameChecker(Protocol):
+    def check_cname(self, domain: str, expected_target: str) -> CnameCheck: ...
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    checked: int = 0
+    live: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+class DnsWatch:
+    """Runs the DNS checks of pending bindings and records what they found."""
+
+    def __init__(
+        self,
+        *,
+        config: FileConfig,
+        db: Database,
+        dns: CnameChecker,
+        clock: Clock,
+        policy: RecheckPolicy,
+        workers: int = 32,
+        batch_size: int = 500,
+        on_notice: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._dns = dns
+        self._clock = clock
+        self._policy = policy
+        self._batch_size = batch_size
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dns-check")
+        self._on_notice = on_notice
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def sweep(self, *, budget_seconds: float = 30.0) -> SweepReport:
+        """Check every binding that is due, batch by batch, within the time budget."""
+        started = time.monotonic()
+        checked = live = failed = 0
+        while time.monotonic() - started < budget_seconds:
+            with self._db.transaction() as tx:
+                due = tx.bindings.due(self._clock.now(), self._batch_size)
+            if not due:
+                break
+            results = list(self._pool.map(self._check, due))
+            batch_live, batch_failed = self._record(due, results, actor=SYSTEM_ACTOR)
+            checked, live, failed = (
+                checked + len(due),
+                live + batch_live,
+                failed + batch_failed,
+            )
+        report = SweepReport(checked, live, failed, time.monotonic() - started)
+        if checked:
+            logger.info(
+                "dns sweep checked=%d live=%d failed=%d seconds=%.2f",
+                checked,
+                live,
+                failed,
+                report.seconds,
+            )
+        return report
+
+    def check_now(self, binding_id: int, *, actor: str) -> Binding | None:
+        """Check one binding at once, as asked by ``actor``; None if it is gone.
+
+        The person who asked is told what was found; the thread only hears of a
+        change of state, as with scheduled checks.
+        """
+        with self._db.transaction() as tx:
+            binding = tx.bindings.get(binding_id)
+        if binding is None or binding.released_at is not None:
+            return None
+        if binding.state is not BindingState.PENDING_DNS:
+            self._tell_requester(binding, actor, None)
+            return binding
+        result = self._check(binding)
+        self._record([binding], [result], actor=actor, asked_by=actor)
+        with self._db.transaction() as tx:
+            return tx.bindings.get(binding_id)
+
+    def _check(self, binding: Binding) -> CnameCheck:
+        return self._dns.check_cname(binding.domain, binding.target)
+
+    def _record(
+        self,
+        bindings: Sequence[Binding],
+        results: Sequence[CnameCheck],
+        *,
+        actor: str,
+        asked_by: str | None = None,
+    ) -> tuple[int, int]:
+        now = self._clock.now()
+        changes: list[dict[str, Any]] = []
+        live = failed = 0
+        with self._db.transaction() as tx:
+            for binding, result in zip(bindings, results, strict=True):
+                assert binding.id is not None
+                if result.state is CheckState.LIVE:
+                    live += self._go_live(tx, binding, result, actor, now)
+                    continue
+                change = self._keep_waiting(tx, binding, result, now)
+                if change.get("state") is BindingState.FAILED:
+                    failed += self._give_up(tx, binding, result, now)
+                    continue
+                changes.append(change)
+                if asked_by is not None:
+                    self._tell_requester(binding, asked_by, result, tx=tx, at=now)
+            tx.bindings.save_checks(changes)
+        if live or failed or asked_by:
+            self._on_notice()
+        return live, failed
+
+    def _keep_waiting(
+        self, tx: Transaction, binding: Binding, result: CnameCheck, now: datetime
+    ) -> dict[str, Any]:
+        assert binding.id is not None
+        tries = binding.check_count + 1
+        next_at = self._policy.next_check(binding.created_at, now, tries)
+        if next_at is None:
+            return {"state": BindingState.FAILED}
+        problem = result.problem if result.state is CheckState.DNS_ERROR else None
+        change: dict[str, Any] = {
+            "id": binding.id,
+            "check_count": tries,
+            "last_checked_at": now,
+            "next_check_at": next_at,
+            "last_found": result.found,
+            "last_problem": problem,
+            "problem_notified": binding.problem_notified and problem is not None,
+        }
+        if problem is not None and not binding.problem_notified:
+            change["problem_notified"] = True
+            tx.outbox.add(
+                self._thread_notice(
+                    "dns_problem", binding, now, problem=problem, next_check=next_at
+                )
+            )
+            self._on_notice()
+        return change
+
+    def _go_live(
+        self,
+        tx: Transaction,
+        binding: Binding,
+        result: CnameCheck,
+        actor: str,
+        now: datetime,
+    ) -> int:
+        assert binding.id is not None
+        moved = tx.bindings.move_state(
+            binding.id,
+            BindingState.PENDING_DNS,
+            BindingState.LIVE,
+            live_at=now,
+            next_check_at=None,
+            check_count=binding.check_count + 1,
+            last_checked_at=now,
+            last_found=result.found,
+            last_problem=None,
+        )
+        if not moved:
+            return 0
+        binding.state = BindingState.LIVE
+        self._audit(
+            tx,
+            binding,
+            actor,
+            "dns_live",
+            BindingState.PENDING_DNS,
+            now,
+            detail=" -> ".join((binding.domain, *result.chain)),
+        )
+        tx.outbox.add(
+            self._thread_notice("binding_live", binding, now, chain=list(result.chain))
+        )
+        tx.outbox.add(self._root_update(binding, now))
+        logger.info(
+            "binding live domain=%s bucket=%s id=%s",
+            binding.domain,
+            binding.bucket,
+            binding.id,
+        )
+        return 1
+
+    def _give_up(
+        self, tx: Transaction, binding: Binding, result: CnameCheck, now: datetime
+    ) -> int:
+        assert binding.id is not None
+        moved = tx.bindings.move_state(
+            binding.id,
+            BindingState.PENDING_DNS,
+            BindingState.FAILED,
+            next_check_at=None,
+            check_count=binding.check_count + 1,
+            last_checked_at=now,
+            last_found=result.found,
+            last_problem=result.problem,
+        )
+        if not moved:
+            return 0
+        binding.state = BindingState.FAILED
+        self._audit(
+            tx,
+            binding,
+            SYSTEM_ACTOR,
+            "dns_gave_up",
+            BindingState.PENDING_DNS,
+            now,
+            detail=result.found,
+        )
+        tx.outbox.add(
+            self._thread_notice(
+                "binding_gave_up",
+                binding,
+                now,
+                found=result.found,
+                problem=result.problem,
+                tries=binding.check_count + 1,
+            )
+        )
+        tx.outbox.add(self._root_update(binding, now))
+        logger.info(
+            "binding failed domain=%s bucket=%s id=%s",
+            binding.domain,
+            binding.bucket,
+            binding.id,
+        )
+        return 1
+
+    def _tell_requester(
+        self,
+        binding: Binding,
+        user: str,
+        result: CnameCheck | None,
+        *,
+        tx: Transaction | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        now = at or self._clock.now()
+        context = self._facts(binding)
+        if result is not None:
+            context |= {
+                "found": result.found,
+                "problem": result.problem,
+                "next_check": binding.next_check_at,
+            }
+        message = notices.to_user(
+            "check_result", now, channel=binding.channel, user=user, **context
+        )
+        if tx is not None:
+            tx.outbox.add(message)
+            return
+        with self._db.transaction() as own:
+            own.outbox.add(message)
+        self._on_notice()
+
+    def _thread_notice(
+        self, notice: str, binding: Binding, now: datetime, **context: Any
+    ) -> Any:
+        assert binding.id is not None
+        return notices.to_channel(
+            notice,
+            now,
+            channel=binding.channel,
+            requester=binding.requested_by,
+            thread=notices.binding_thread(binding.id),
+            **self._facts(binding),
+            **context,
+        )
+
+    def _root_update(self, binding: Binding, now: datetime) -> Any:
+        assert binding.id is not None
+        return notices.update_root(
+            "binding_card",
+            now,
+            thread=notices.binding_thread(binding.id),
+            requester=binding.requested_by,
+            **self._facts(binding),
+        )
+
+    def _facts(self, binding: Binding) -> dict[str, Any]:
+        bucket = self._config.bucket(binding.bucket)
+        own = bucket.internet_domain if bucket else binding.target
+        return notices.binding_facts(binding, own)
+
+    def _audit(
+        self,
+        tx: Transaction,
+        binding: Binding,
+        actor: str,
+        action: str,
+        before: BindingState,
+        now: datetime,
+        *,
+        detail: str | None,
+    ) -> None:
+        assert binding.id is not None
+        tx.audit.record(
+            AuditEvent(
+                at=now,
+                actor=actor,
+                subject="binding",
+                subject_id=binding.id,
+                domain=binding.domain,
+                action=action,
+                state_before=before.value,
+                state_after=binding.state.value,
+                detail=detail,
+            )
+        )

@@ -1,0 +1,1 @@
+"""The Slack edge: slash commands, modals and buttons: parsed, acked, rendered."""

@@ -1,0 +1,113 @@
+"""Connecting to the database, creating the tables, and running transactions.
+
+SQLite (the default) and PostgreSQL are supported. On SQLite every transaction takes
+the write lock when it begins (``BEGIN IMMEDIATE``), so that two threads never both
+read a row and then race to change it; PostgreSQL relies on conditional updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlmodel import Session, SQLModel, create_engine
+
+from bot.errors import ConfigError
+from storage import models as _models  # noqa: F401 - registers the tables
+from storage.repositories import Transaction
+
+logger = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def database_url(text: str) -> URL:
+    """Parse ``DATABASE_URL``; plain ``postgresql://`` URLs use the psycopg driver."""
+    try:
+        url = make_url(text)
+    except ArgumentError as err:
+        raise ConfigError(
+            [
+                "DATABASE_URL: not a database URL; use sqlite:///path/domainbot.db or "
+                "postgresql://user@host:5432/dbname"
+            ]
+        ) from err
+    if url.drivername in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            [
+                f"DATABASE_URL: {url.get_backend_name()} is not supported; use "
+                "SQLite or PostgreSQL"
+            ]
+        )
+    return url
+
+
+class Database:
+    """The bot's database: one engine, and transactions over it."""
+
+    def __init__(self, url: str | URL, *, echo: bool = False) -> None:
+        self.url = database_url(url) if isinstance(url, str) else url
+        self.engine = _make_engine(self.url, echo=echo)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create_tables(self) -> None:
+        """Create missing tables and indexes; existing ones are left as they are.
+
+        TODO: there are no migrations yet, so a release that changes a table needs
+        its operator to adjust the database by hand; the mark can go when schema
+        changes are shipped as migrations run here.
+        """
+        SQLModel.metadata.create_all(self.engine)
+        logger.info("database ready dialect=%s", self.dialect)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One transaction: committed when the block ends, rolled back on an error."""
+        with (
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield Transaction(session)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: URL, *, echo: bool) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10
+    )
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

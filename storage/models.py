@@ -1,0 +1,145 @@
+"""The tables domainbot keeps, as SQLModel classes.
+
+All times are stored as naive UTC datetimes: SQLite keeps no time zone, and one rule
+for every database is simpler than two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, text
+from sqlmodel import Field, SQLModel
+
+
+class BindingState(StrEnum):
+    PENDING_DNS = "pending_dns"
+    LIVE = "live"
+    FAILED = "failed"
+    RELEASED = "released"
+
+
+class Binding(SQLModel, table=True):
+    """A domain bound to a bucket, and where its DNS check stands.
+
+    A released binding is kept for history; at most one unreleased binding exists per
+    domain (a partial unique index).
+    """
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        Index(
+            "uq_bindings_current_domain",
+            "domain",
+            unique=True,
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
+        Index("ix_bindings_bucket_state", "bucket", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    domain: str = Field(max_length=253)
+    bucket: str = Field(max_length=63)
+    target: str = Field(max_length=253)
+    state: BindingState = Field(max_length=16)
+    cdn: bool = False
+    auto_cname: bool = False
+    icp_confirmed: bool = False
+    requested_by: str = Field(max_length=32)
+    channel: str | None = Field(default=None, max_length=32)
+    created_at: datetime
+    live_at: datetime | None = None
+    released_at: datetime | None = None
+
+    next_check_at: datetime | None = Field(default=None, index=True)
+    check_count: int = 0
+    last_checked_at: datetime | None = None
+    last_found: str | None = Field(default=None, max_length=1000)
+    last_problem: str | None = Field(default=None, max_length=1000)
+    problem_notified: bool = False
+
+
+class RegistryEntry(SQLModel, table=True):
+    """The ``local`` storage provider's record of which bucket serves a domain."""
+
+    __tablename__ = "registry_entries"
+
+    domain: str = Field(primary_key=True, max_length=253)
+    bucket: str = Field(max_length=63, index=True)
+    bound_at: datetime
+
+
+class ProcessedRequest(SQLModel, table=True):
+    """A Slack request already acted on; a retry or resubmission is ignored."""
+
+    __tablename__ = "processed_requests"
+
+    key: str = Field(primary_key=True, max_length=200)
+    created_at: datetime = Field(index=True)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change of state: who caused it, when, and the states before and after."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=32)
+    subject: str = Field(max_length=32)
+    subject_id: int
+    domain: str = Field(max_length=253, index=True)
+    action: str = Field(max_length=64)
+    state_before: str | None = Field(default=None, max_length=32)
+    state_after: str | None = Field(default=None, max_length=32)
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A notice waiting to be delivered to Slack, stored with the change it reports.
+
+    ``thread`` names the conversation the notice belongs to (``binding:12``). The
+    first message of a thread opens it (``opens_thread``); later ones are replies
+    and wait until the first one has been posted.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_due",
+            "next_attempt_at",
+            sqlite_where=text("sent_at IS NULL AND NOT abandoned"),
+            postgresql_where=text("sent_at IS NULL AND NOT abandoned"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+    notice: str = Field(max_length=64)
+    context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    channel: str | None = Field(default=None, max_length=32)
+    user: str | None = Field(default=None, max_length=32)
+    thread: str | None = Field(default=None, max_length=64)
+    ephemeral: bool = False
+    opens_thread: bool = False
+    updates_thread_root: bool = False
+    response_url: str | None = Field(default=None, max_length=1000)
+    attempts: int = 0
+    next_attempt_at: datetime
+    sent_at: datetime | None = None
+    abandoned: bool = False
+    note: str | None = Field(default=None, max_length=500)
+    last_error: str | None = Field(default=None, max_length=1000)
+
+
+class SlackThread(SQLModel, table=True):
+    """Where a thread's first message was posted, so replies can follow it."""
+
+    __tablename__ = "slack_threads"
+
+    key: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(max_length=32)
+    ts: str = Field(max_length=32)

@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.conftest_db", "tests.conftest_slack"]
