@@ -48,7 +48,7 @@ class Bucket(BaseModel):
     name: str
     endpoint: str
     max_domains: int = Field(default=20, ge=1, le=1000)
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "aliyun"] = "local"
     cdn_domain: str | None = None
 
     @field_validator("name")
@@ -169,12 +169,16 @@ class FileConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    buckets: tuple[Bucket, ...] = Field(min_length=1)
+    buckets: tuple[Bucket, ...]
     approvers: Approvers = Approvers()
     dns_zones: tuple[DnsZone, ...] = ()
 
     @model_validator(mode="after")
     def _unique_buckets(self) -> FileConfig:
+        if not self.buckets:
+            raise ValueError(
+                "no buckets: add at least one [[buckets]] table with name and endpoint"
+            )
         names = [bucket.name for bucket in self.buckets]
         doubles = sorted({name for name in names if names.count(name) > 1})
         if doubles:

@@ -17,6 +17,7 @@ a handler can both show the message to a person and act on the facts::
     │   └── NotBound                the domain is not bound (unbind, check)
     ├── DnsError                    an authoritative server could not be asked
     ├── ProviderError               a storage or DNS provider refused or failed
+    │   └── RecordConflict          a DNS record is in the way of the one to write
     └── SlackError                  Slack's Web API refused a call or was unreachable
 
 Messages say what happened and what to do next; they never contain secrets.
@@ -167,6 +168,23 @@ class ProviderError(DomainbotError):
         self.detail = message
         prefix = f"{code}: " if code else ""
         super().__init__(f"{provider} {operation} failed: {prefix}{message}")
+
+
+class RecordConflict(ProviderError):
+    """Records already at a name stand in the way; nothing was overwritten.
+
+    ``found`` lists them in words such as ``CNAME old.example.net``.
+    """
+
+    def __init__(self, provider: str, name: str, found: list[str]) -> None:
+        self.name = name
+        self.found = found
+        super().__init__(
+            provider,
+            "write",
+            f"{name} already has {', '.join(found)}; nothing was overwritten",
+            code="RecordConflict",
+        )
 
 
 class SlackError(DomainbotError):

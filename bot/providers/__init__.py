@@ -4,6 +4,6 @@ Each provider answers for the buckets configured with its name. ``local`` keeps 
 registry in the bot's own database.
 """
 
-from bot.providers.base import BucketDomain, StorageProvider
+from bot.providers.base import BucketDomain, OwnershipToken, StorageProvider
 
-__all__ = ["BucketDomain", "StorageProvider"]
+__all__ = ["BucketDomain", "OwnershipToken", "StorageProvider"]

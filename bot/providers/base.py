@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.config import Bucket
+from bot.errors import CdnNotConfigured
+
+
+@dataclass(frozen=True)
+class OwnershipToken:
+    """A provider's own token for proving control of a domain with a TXT record."""
+
+    token: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -50,3 +59,35 @@ class StorageProvider(ABC):
     @abstractmethod
     def domains(self, bucket: Bucket) -> list[BucketDomain]:
         """Every domain bound to ``bucket``, sorted by name."""
+
+    def ownership_token(self, bucket: Bucket, domain: str) -> OwnershipToken | None:
+        """The provider's TXT token for taking ``domain`` over to ``bucket``.
+
+        None (the default) means the provider has no such token and the bot makes
+        its own. A provider that has one returns the same token while it is valid.
+        """
+        return None
+
+    def take_over(self, bucket: Bucket, domain: str) -> bool:
+        """Bind ``domain`` to ``bucket`` once ownership was proven, whoever held it.
+
+        The default releases nothing itself: the caller releases the old binding
+        first. Raises :class:`~bot.errors.ProviderError` when the service refuses.
+        """
+        return self.bind(bucket, domain)
+
+    def offers_cdn(self, bucket: Bucket) -> bool:
+        """Whether CDN acceleration can be had for ``bucket``'s domains."""
+        return bucket.cdn_domain is not None
+
+    def cdn_target(self, bucket: Bucket, domain: str) -> str:
+        """The CDN host name a CNAME for ``domain`` must point at.
+
+        The default reads it from the bucket's ``cdn_domain`` template. Raises
+        :class:`~bot.errors.CdnNotConfigured` when there is none, and
+        :class:`~bot.errors.ProviderError` when a CDN service refuses.
+        """
+        target = bucket.cdn_target(domain)
+        if target is None:
+            raise CdnNotConfigured(bucket.name)
+        return target
