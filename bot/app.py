@@ -22,10 +22,10 @@ def build_app(services: Services) -> App:
     settings = services.config.settings
     try:
         app = App(
-            token=settings.slack_bot_token.get_secret_value(),
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             client=services.slack.client,
             process_before_response=False,
+            listener_executor=services.workers,
             # Bolt's own logger is kept, so its messages carry their module names.
             logger=logging.getLogger("slack_bolt"),
         )

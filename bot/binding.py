@@ -191,7 +191,7 @@ class BindingWorkflow:
                     "binding_released",
                     now,
                     channel=channel,
-                    requester=actor,
+                    user=actor,
                     thread=thread,
                     actor=actor,
                     **facts,
@@ -202,7 +202,7 @@ class BindingWorkflow:
                     "binding_card",
                     now,
                     thread=thread,
-                    requester=binding.requested_by,
+                    user=binding.requested_by,
                     released_by=actor,
                     **facts,
                 )
@@ -287,8 +287,8 @@ class BindingWorkflow:
                 refusal = self._refusal(tx, checked)
             refusal = refusal or BindOutcome(Outcome.DUPLICATE, checked.domain)
         if refusal is not None:
-            if created_at_provider:
-                # The provider binding was ours: undo it, the parallel one stands.
+            if created_at_provider and refusal.outcome is not Outcome.ALREADY_BOUND:
+                # Our provider call made a binding that no stored binding backs.
                 self._provider(checked.bucket).release(checked.bucket, checked.domain)
             return refusal
         logger.info(
@@ -306,13 +306,12 @@ class BindingWorkflow:
         assert binding.id is not None
         facts = notices.binding_facts(binding, checked.bucket.internet_domain)
         return notices.to_channel(
-            "binding_created",
+            "binding_card",
             binding.created_at,
             channel=binding.channel,
-            requester=binding.requested_by,
+            user=binding.requested_by,
             thread=notices.binding_thread(binding.id),
             opens_thread=True,
-            auto_cname_note="unmanaged_zone",
             **facts,
         )
 

@@ -8,13 +8,13 @@ from typing import Protocol
 
 class Clock(Protocol):
     def now(self) -> datetime:
-        """The current time as a naive UTC datetime, the form storage keeps."""
+        """The current time, in UTC, time zone attached."""
         ...
 
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(UTC).replace(tzinfo=None)
+        return datetime.now(UTC)
 
 
 class ManualClock:
@@ -31,5 +31,7 @@ class ManualClock:
 
 
 def epoch_seconds(moment: datetime) -> int:
-    """Seconds since 1970 of a naive UTC datetime (Slack's date formatting wants it)."""
-    return int(moment.replace(tzinfo=UTC).timestamp())
+    """Seconds since 1970 (Slack's date formatting wants them); naive means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())

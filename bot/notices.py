@@ -23,12 +23,12 @@ def to_channel(
     now: datetime,
     *,
     channel: str | None,
-    requester: str,
+    user: str,
     thread: str | None = None,
     opens_thread: bool = False,
     **context: Any,
 ) -> OutboxMessage:
-    """A message for everyone in ``channel`` (the requester's DM if there is none).
+    """A message for everyone in ``channel`` (``user``'s DM if there is none).
 
     With ``thread`` set, it is a reply in that thread, or, with ``opens_thread``,
     the thread's first message.
@@ -38,8 +38,8 @@ def to_channel(
         next_attempt_at=now,
         notice=notice,
         context=_jsonable(context),
-        channel=channel or requester,
-        user=requester,
+        channel=channel or user,
+        user=user,
         thread=thread,
         opens_thread=opens_thread,
     )
@@ -61,7 +61,7 @@ def to_user(
 
 
 def update_root(
-    notice: str, now: datetime, *, thread: str, requester: str, **context: Any
+    notice: str, now: datetime, *, thread: str, user: str, **context: Any
 ) -> OutboxMessage:
     """Replace the first message of ``thread`` (its buttons and status line)."""
     return OutboxMessage(
@@ -69,7 +69,7 @@ def update_root(
         next_attempt_at=now,
         notice=notice,
         context=_jsonable(context),
-        user=requester,
+        user=user,
         thread=thread,
         updates_thread_root=True,
     )

@@ -17,6 +17,7 @@ from bot.providers.local import LocalProvider
 from bot.recheck import RecheckPolicy
 from bot.slack_gateway import SlackGateway
 from bot.watch import CnameChecker, DnsWatch
+from bot.workers import WorkerPool
 from storage import Database
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,11 @@ class Services:
     workflow: BindingWorkflow
     watch: DnsWatch
     delivery: Delivery
+    workers: WorkerPool
 
     def close(self) -> None:
+        """Finish the work already acked, deliver what it left, and disconnect."""
+        self.workers.shutdown(wait=True)
         self.delivery.stop()
         self.watch.close()
         self.db.dispose()
@@ -80,4 +84,5 @@ def build_services(
         workflow=workflow,
         watch=watch,
         delivery=delivery,
+        workers=WorkerPool(),
     )

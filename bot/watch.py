@@ -298,7 +298,7 @@ class DnsWatch:
             notice,
             now,
             channel=binding.channel,
-            requester=binding.requested_by,
+            user=binding.requested_by,
             thread=notices.binding_thread(binding.id),
             **self._facts(binding),
             **context,
@@ -310,7 +310,7 @@ class DnsWatch:
             "binding_card",
             now,
             thread=notices.binding_thread(binding.id),
-            requester=binding.requested_by,
+            user=binding.requested_by,
             **self._facts(binding),
         )
 

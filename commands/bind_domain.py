@@ -119,16 +119,17 @@ def _command(services: Services) -> Callable[..., None]:
             return
         request = _parse_line(text, user, channel, command.get("trigger_id"))
         if isinstance(request, str):
-            ack(text=request)
+            ack(text=request, response_type="ephemeral")
             return
         try:
             checked = services.workflow.check_input(request)
         except InvalidRequest as err:
-            ack(text=_problems_text(err))
+            ack(text=_problems_text(err), response_type="ephemeral")
             return
         ack(
             text=f"Binding {checked.domain} to bucket {checked.bucket.name}; "
-            "the details follow in the channel."
+            "the details follow in the channel.",
+            response_type="ephemeral",
         )
         run_after_ack(
             services,

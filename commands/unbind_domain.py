@@ -31,12 +31,12 @@ def _command(services: Services) -> Callable[..., None]:
     def handle(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         text = str(command.get("text") or "").strip()
         if not text or len(text.split()) != 1:
-            ack(text=USAGE)
+            ack(text=USAGE, response_type="ephemeral")
             return
         try:
             domain = normalise_domain(text)
         except RequestRefused as err:
-            ack(text=escape_mrkdwn(str(err)))
+            ack(text=escape_mrkdwn(str(err)), response_type="ephemeral")
             return
         ack()
         binding = next(

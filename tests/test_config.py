@@ -35,7 +35,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
 
 def test_buckets_know_their_address_region_and_icp_rule(tmp_path: Path) -> None:
     config = load_file_config(write(tmp_path, TOML))
-    hangzhou, hongkong, frankfurt = config.buckets
+    hangzhou, _, frankfurt = config.buckets
     assert hangzhou.internet_domain == "test-1-001.oss-cn-hangzhou.aliyuncs.com"
     assert hangzhou.max_domains == 20 and frankfurt.max_domains == 3
     assert [b.needs_icp for b in config.buckets] == [True, False, False]
@@ -61,7 +61,9 @@ users = ["alice"]
     assert len(found) == 5, text
     assert "buckets[Bad_Name].name: a bucket name has 3 to 63" in text
     assert "buckets[Bad_Name].endpoint: give the endpoint's host name only" in text
-    assert "buckets[Bad_Name].max_domains: Input should be greater than or equal" in text
+    assert (
+        "buckets[Bad_Name].max_domains: Input should be greater than or equal" in text
+    )
     assert "buckets[Bad_Name].colour: unknown setting" in text
     assert "approvers.users: 'alice' is not a Slack user ID" in text
     assert all(line.startswith(str(tmp_path)) for line in found)
@@ -110,8 +112,10 @@ def test_resolvers_are_parsed_and_bad_ones_refused(tmp_path: Path) -> None:
         ("2001:db8::53", 53),
         ("::1", 53),
     )
-    env = TOKENS | {"DOMAINBOT_RESOLVERS": "dns.example.com",
-                    "DOMAINBOT_CONFIG": str(write(tmp_path, TOML))}
+    env = TOKENS | {
+        "DOMAINBOT_RESOLVERS": "dns.example.com",
+        "DOMAINBOT_CONFIG": str(write(tmp_path, TOML)),
+    }
     with pytest.raises(ConfigError) as refused:
         load_config(env)
     assert refused.value.problems[0].startswith(
@@ -142,11 +146,18 @@ def test_serve_exits_with_one_line_per_problem_and_no_traceback(
 
 
 def test_serve_reports_a_bad_file_the_same_way(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", **TOKENS,
-           "DOMAINBOT_CONFIG": str(write(tmp_path, "[[buckets]]\nname = 1\n"))}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **TOKENS,
+        "DOMAINBOT_CONFIG": str(write(tmp_path, "[[buckets]]\nname = 1\n")),
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"], env=env, capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr

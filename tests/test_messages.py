@@ -31,14 +31,27 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "binding_gave_up": BINDING | {"found": "no record", "problem": None, "tries": 75},
     "dns_problem": BINDING | {"problem": "ns1 timed out", "next_check": 1_764_000_600},
     "binding_released": BINDING | {"actor": "U999"},
-    "check_result": BINDING | {"found": "no record", "problem": None,
-                               "next_check": 1_764_000_600},
-    "request_already_bound": {"domain": "img.example.com", "bucket": "b1",
-                              "state": "live", "binding_id": 1, "target": "t.example"},
-    "request_conflict": {"domain": "img.example.com", "bucket": "b1", "holder": "b2",
-                         "since": 1_764_000_000, "message": "bound"},
-    "request_refused": {"domain": "img.example.com", "bucket": "b1",
-                        "message": "Bucket b1 is full."},
+    "check_result": BINDING
+    | {"found": "no record", "problem": None, "next_check": 1_764_000_600},
+    "request_already_bound": {
+        "domain": "img.example.com",
+        "bucket": "b1",
+        "state": "live",
+        "binding_id": 1,
+        "target": "t.example",
+    },
+    "request_conflict": {
+        "domain": "img.example.com",
+        "bucket": "b1",
+        "holder": "b2",
+        "since": 1_764_000_000,
+        "message": "bound",
+    },
+    "request_refused": {
+        "domain": "img.example.com",
+        "bucket": "b1",
+        "message": "Bucket b1 is full.",
+    },
     "unbind_confirm": {"domain": "img.example.com", "bucket": "b1", "binding_id": 1},
 }
 
@@ -61,8 +74,7 @@ def test_template_renders_valid_blocks(name: str) -> None:
 
 @pytest.mark.parametrize("state", ["pending_dns", "live", "failed", "released"])
 def test_binding_card_in_each_state(state: str) -> None:
-    text, blocks = render("binding_card", BINDING | {"state": state,
-                                                      "released_by": "U9"})
+    _, blocks = render("binding_card", BINDING | {"state": state, "released_by": "U9"})
     buttons = [b for b in blocks if b["type"] == "actions"]
     assert bool(buttons) is (state == "pending_dns")
     shown = str(blocks)
@@ -87,22 +99,25 @@ def test_pending_card_shows_record_and_addresses() -> None:
 
 def test_user_text_cannot_ping_the_channel_or_break_the_message() -> None:
     hostile = 'x <!channel> & <https://evil.example|click> "quoted" \\ `tick`\n- a: b'
-    text, blocks = render("request_refused", {"domain": hostile, "bucket": hostile,
-                                              "message": hostile})
+    text, blocks = render(
+        "request_refused", {"domain": hostile, "bucket": hostile, "message": hostile}
+    )
     everything = text + str(blocks)
     assert "<!channel>" not in everything
     assert "<https://evil" not in everything
     assert "&lt;!channel&gt;" in blocks[0]["text"]["text"]
     assert '"quoted"' in blocks[0]["text"]["text"]
     assert "`x &lt;!channel&gt; &amp;" in blocks[0]["text"]["text"].replace(
-        "\u02cb", "`")
+        "\u02cb", "`"
+    )
 
 
 def test_dates_render_for_each_reader_with_a_utc_fallback() -> None:
     _, blocks = render("binding_card", BINDING)
     context = blocks[-2]["elements"][0]["text"]
     assert "<!date^1764000000^{date_short_pretty} at {time}|2025-11-24 16:00 UTC>" in (
-        context)
+        context
+    )
     assert "<@U123>" in context
 
 
@@ -110,8 +125,14 @@ def test_bind_modal_shows_icp_only_for_mainland_buckets() -> None:
     renderer = Renderer()
     base = {
         "metadata": "{}",
-        "buckets": [{"name": "b1", "label": "b1 (oss-cn-hangzhou)",
-                     "region": "oss-cn-hangzhou", "needs_icp": True}],
+        "buckets": [
+            {
+                "name": "b1",
+                "label": "b1 (oss-cn-hangzhou)",
+                "region": "oss-cn-hangzhou",
+                "needs_icp": True,
+            }
+        ],
         "domain": None,
         "option_list": [{"value": "cdn", "text": "CDN", "description": "d"}],
         "initial_options": [],
