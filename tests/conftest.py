@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.conftest_db", "tests.conftest_slack"]
+pytest_plugins = ["tests.conftest_db", "tests.conftest_dns", "tests.conftest_slack"]

@@ -1,0 +1,123 @@
+"""``domainbot serve`` as an operator runs it: the command, its environment, real DNS.
+
+Slack is the fake Web API; requests are signed as Slack signs them; Knot answers for
+the zone and Unbound, the only resolver the bot is given, caches in front of it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.bot_harness import CHANNEL, SIGNING_SECRET
+from tests.support.configs import TOML
+from tests.support.dns_lab import DnsLab
+from tests.support.fake_slack import FakeSlack
+from tests.support.slack_requests import Select, SlackRequests
+
+pytestmark = pytest.mark.dns
+
+RECHECK_SECONDS = 2
+TARGET = "media-hk.oss-cn-hongkong.aliyuncs.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(
+    fake_slack: FakeSlack, dns_lab: DnsLab, tmp_path: Path
+) -> Iterator[SlackRequests]:
+    config = tmp_path / "domainbot.toml"
+    config.write_text(TOML, encoding="utf-8")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SLACK_BOT_TOKEN": fake_slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'domainbot.db'}",
+        "DOMAINBOT_CONFIG": str(config),
+        "DOMAINBOT_RESOLVERS": dns_lab.resolver,
+        "DOMAINBOT_RECHECK_SECONDS": str(RECHECK_SECONDS),
+    }
+    log = (tmp_path / "bot.log").open("w")
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until_listening(port, bot)
+        yield SlackRequests(
+            f"http://127.0.0.1:{port}/slack/events",
+            SIGNING_SECRET,
+            fake=fake_slack,
+            channel_id=CHANNEL,
+        )
+    finally:
+        bot.terminate()
+        bot.wait(timeout=20)
+        log.close()
+    assert bot.returncode == 0, (tmp_path / "bot.log").read_text()
+
+
+def _wait_until_listening(port: int, bot: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert bot.poll() is None, "domainbot serve exited early"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("domainbot serve did not start listening within 30 s")
+
+
+def test_bind_through_the_modal_and_hear_when_the_domain_is_live(
+    served: SlackRequests, fake_slack: FakeSlack, dns_lab: DnsLab
+) -> None:
+    domain = dns_lab.unique_name("img")
+
+    opened = served.slash_command("/bind-domain")
+    assert opened.status == 200 and opened.elapsed < 3
+    view = fake_slack.view(fake_slack.wait_for("views.open").response["view"]["id"])
+    submitted = served.submit_view(
+        view, {"domain": domain, "bucket": Select("media-hk")}
+    )
+    assert submitted.status == 200 and submitted.elapsed < 3
+
+    card = fake_slack.wait_for("chat.postMessage")
+    assert f"add the record CNAME {domain} -> {TARGET}" in card.params["text"]
+
+    # The resolver has cached that the name does not exist when the record appears.
+    assert dns_lab.query_resolver(domain, "CNAME").rcode == "NXDOMAIN"
+    time.sleep(RECHECK_SECONDS)
+    dns_lab.set_record(domain, "CNAME", TARGET)
+    added = time.monotonic()
+    assert dns_lab.query_resolver(domain, "CNAME").rcode == "NXDOMAIN"
+
+    live = fake_slack.wait_for(
+        "chat.postMessage",
+        lambda c: c.params.get("thread_ts") == card.response["ts"],
+        timeout=30,
+    )
+    noticed = time.monotonic() - added
+    assert live.params["text"] == f"{domain} is live: it points at {TARGET}."
+    # Within one re-check interval (the waits grow by 15% a try) and a sweep.
+    assert noticed < RECHECK_SECONDS * 1.15**3 + 1.5
+
+    forged = served.slash_command("/domains", bad_signature=True)
+    stale = served.slash_command("/domains", age=300 + 5)
+    assert (forged.status, stale.status) == (401, 401)
