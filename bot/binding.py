@@ -198,10 +198,10 @@ class BindingWorkflow:
                 )
             )
             tx.outbox.add(
-                notices.update_root(
+                notices.update(
                     "binding_card",
                     now,
-                    thread=thread,
+                    key=thread,
                     user=binding.requested_by,
                     released_by=actor,
                     **facts,
@@ -310,8 +310,7 @@ class BindingWorkflow:
             binding.created_at,
             channel=binding.channel,
             user=binding.requested_by,
-            thread=notices.binding_thread(binding.id),
-            opens_thread=True,
+            remember_as=notices.binding_thread(binding.id),
             **facts,
         )
 

@@ -20,7 +20,7 @@ from bot.errors import SlackError
 from bot.messages import Renderer
 from bot.slack_gateway import Message, SlackGateway
 from storage import Database
-from storage.models import OutboxMessage, SlackThread
+from storage.models import OutboxMessage, PostedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +87,18 @@ class Delivery:
     def _try(self, message: OutboxMessage) -> bool:
         assert message.id is not None
         with self._db.transaction() as tx:
-            if tx.outbox.earlier_unsent_in_thread(message):
+            if tx.outbox.waits_for_earlier(message):
                 return False
-            thread = tx.outbox.thread(message.thread) if message.thread else None
-        channel = self._destination(message, thread)
-        if channel is None or self._held(channel):
+            root = tx.outbox.posted(message.thread) if message.thread else None
+            target = tx.outbox.posted(message.updates) if message.updates else None
+        if message.updates and target is None:
+            self._abandon(message, f"{message.updates} was never posted")
+            return False
+        channel = self._destination(message, root, target)
+        if self._held(channel):
             return False
         try:
-            posted = self._send(message, channel, thread)
+            posted = self._send(message, channel, root, target)
         except SlackError as err:
             self._failed(message, channel, err)
             return False
@@ -102,51 +106,61 @@ class Delivery:
         return True
 
     def _destination(
-        self, message: OutboxMessage, thread: SlackThread | None
-    ) -> str | None:
-        if message.updates_thread_root or (message.thread and not message.opens_thread):
-            if thread is not None:
-                return thread.channel
-            if message.updates_thread_root:
-                self._abandon(message, "the thread's first message was never posted")
-                return None
-        return message.channel or message.user
+        self,
+        message: OutboxMessage,
+        root: PostedMessage | None,
+        target: PostedMessage | None,
+    ) -> str:
+        if target is not None:
+            return target.channel
+        if root is not None:
+            return root.channel
+        return message.channel or message.user or ""
 
     def _send(
-        self, message: OutboxMessage, channel: str, thread: SlackThread | None
-    ) -> SlackThread | None:
+        self,
+        message: OutboxMessage,
+        channel: str,
+        root: PostedMessage | None,
+        target: PostedMessage | None,
+    ) -> PostedMessage | None:
         rendered = self._renderer.message(message.notice, message.context)
         if message.note:
             rendered = _with_note(rendered, message.note)
-        if message.updates_thread_root:
-            assert thread is not None
-            self._slack.update(thread.channel, thread.ts, rendered)
+        if target is not None:
+            self._slack.update(target.channel, target.ts, rendered)
             return None
         if message.ephemeral and message.user and channel != message.user:
             self._slack.post_ephemeral(channel, message.user, rendered)
             return None
-        reply_to = (
-            thread.ts if thread is not None and not message.opens_thread else None
+        # A reply whose thread's first message could never be posted goes top-level.
+        thread_ts = root.thread_ts if root is not None else None
+        posted = self._slack.post(
+            channel, rendered, thread_ts=thread_ts, broadcast=message.broadcast
         )
-        posted = self._slack.post(channel, rendered, thread_ts=reply_to)
-        if message.opens_thread and message.thread:
-            return SlackThread(key=message.thread, channel=posted.channel, ts=posted.ts)
-        return None
+        if message.remember_as is None:
+            return None
+        return PostedMessage(
+            key=message.remember_as,
+            channel=posted.channel,
+            ts=posted.ts,
+            thread_ts=thread_ts or posted.ts,
+        )
 
-    def _sent(self, message: OutboxMessage, thread: SlackThread | None) -> None:
+    def _sent(self, message: OutboxMessage, posted: PostedMessage | None) -> None:
         with self._db.transaction() as tx:
             stored = tx.outbox.get(message.id or 0)
             if stored is None:
                 return
             stored.sent_at = self._clock.now()
             stored.attempts += 1
-            if thread is not None:
-                tx.outbox.save_thread(thread)
+            if posted is not None:
+                tx.outbox.remember(posted)
         logger.info(
-            "notice posted id=%s notice=%s channel=%s",
+            "notice delivered id=%s notice=%s channel=%s",
             message.id,
             message.notice,
-            thread.channel if thread else message.channel,
+            posted.channel if posted else message.channel,
         )
 
     def _failed(self, message: OutboxMessage, channel: str, err: SlackError) -> None:

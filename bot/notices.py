@@ -25,13 +25,15 @@ def to_channel(
     channel: str | None,
     user: str,
     thread: str | None = None,
-    opens_thread: bool = False,
+    remember_as: str | None = None,
+    broadcast: bool = False,
     **context: Any,
 ) -> OutboxMessage:
     """A message for everyone in ``channel`` (``user``'s DM if there is none).
 
-    With ``thread`` set, it is a reply in that thread, or, with ``opens_thread``,
-    the thread's first message.
+    With ``thread``, it replies in the thread of the message remembered under that
+    key (and with ``broadcast``, shows in the channel too); with ``remember_as``, it
+    is remembered under that key for later replies and updates.
     """
     return OutboxMessage(
         created_at=now,
@@ -41,7 +43,9 @@ def to_channel(
         channel=channel or user,
         user=user,
         thread=thread,
-        opens_thread=opens_thread,
+        remember_as=remember_as,
+        broadcast=broadcast,
+        sequence=thread or remember_as,
     )
 
 
@@ -60,18 +64,18 @@ def to_user(
     )
 
 
-def update_root(
-    notice: str, now: datetime, *, thread: str, user: str, **context: Any
+def update(
+    notice: str, now: datetime, *, key: str, user: str, **context: Any
 ) -> OutboxMessage:
-    """Replace the first message of ``thread`` (its buttons and status line)."""
+    """Replace the message remembered under ``key`` (its buttons and status)."""
     return OutboxMessage(
         created_at=now,
         next_attempt_at=now,
         notice=notice,
         context=_jsonable(context),
         user=user,
-        thread=thread,
-        updates_thread_root=True,
+        updates=key,
+        sequence=key,
     )
 
 

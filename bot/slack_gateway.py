@@ -51,9 +51,18 @@ class SlackGateway:
         return cls(WebClient(**kwargs))
 
     def post(
-        self, channel: str, message: Message, *, thread_ts: str | None = None
+        self,
+        channel: str,
+        message: Message,
+        *,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
     ) -> Posted:
-        """Post ``message`` in ``channel``, in the thread ``thread_ts`` if given."""
+        """Post ``message`` in ``channel``, in the thread ``thread_ts`` if given.
+
+        With ``broadcast``, a thread reply also shows in the channel.
+        """
+        extra: dict[str, Any] = {"reply_broadcast": True} if broadcast else {}
         response = self._call(
             "chat.postMessage",
             self.client.chat_postMessage,
@@ -63,6 +72,7 @@ class SlackGateway:
             thread_ts=thread_ts,
             unfurl_links=False,
             unfurl_media=False,
+            **extra,
         )
         return Posted(str(response["channel"]), str(response["ts"]))
 

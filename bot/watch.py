@@ -306,10 +306,10 @@ class DnsWatch:
 
     def _root_update(self, binding: Binding, now: datetime) -> Any:
         assert binding.id is not None
-        return notices.update_root(
+        return notices.update(
             "binding_card",
             now,
-            thread=notices.binding_thread(binding.id),
+            key=notices.binding_thread(binding.id),
             user=binding.requested_by,
             **self._facts(binding),
         )

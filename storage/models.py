@@ -1,7 +1,7 @@
 """The tables domainbot keeps, as SQLModel classes.
 
-All times are stored as naive UTC datetimes: SQLite keeps no time zone, and one rule
-for every database is simpler than two.
+All times are UTC datetimes with their time zone attached; SQLModel stores them as
+UTC and hands them back as UTC on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -101,9 +101,10 @@ class AuditEvent(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """A notice waiting to be delivered to Slack, stored with the change it reports.
 
-    ``thread`` names the conversation the notice belongs to (``binding:12``). The
-    first message of a thread opens it (``opens_thread``); later ones are replies
-    and wait until the first one has been posted.
+    Messages refer to each other by key (``binding:12``): one is remembered under a
+    key once posted (``remember_as``), later ones reply in its thread (``thread``)
+    or replace it (``updates``). Messages of one ``sequence`` are delivered in the
+    order they were stored.
     """
 
     __tablename__ = "outbox"
@@ -114,6 +115,7 @@ class OutboxMessage(SQLModel, table=True):
             sqlite_where=text("sent_at IS NULL AND NOT abandoned"),
             postgresql_where=text("sent_at IS NULL AND NOT abandoned"),
         ),
+        Index("ix_outbox_sequence", "sequence", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -122,11 +124,12 @@ class OutboxMessage(SQLModel, table=True):
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     channel: str | None = Field(default=None, max_length=32)
     user: str | None = Field(default=None, max_length=32)
-    thread: str | None = Field(default=None, max_length=64)
     ephemeral: bool = False
-    opens_thread: bool = False
-    updates_thread_root: bool = False
-    response_url: str | None = Field(default=None, max_length=1000)
+    thread: str | None = Field(default=None, max_length=64)
+    remember_as: str | None = Field(default=None, max_length=64)
+    updates: str | None = Field(default=None, max_length=64)
+    broadcast: bool = False
+    sequence: str | None = Field(default=None, max_length=64)
     attempts: int = 0
     next_attempt_at: datetime
     sent_at: datetime | None = None
@@ -135,11 +138,12 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=1000)
 
 
-class SlackThread(SQLModel, table=True):
-    """Where a thread's first message was posted, so replies can follow it."""
+class PostedMessage(SQLModel, table=True):
+    """A message the bot posted and may reply to or update, by its key."""
 
-    __tablename__ = "slack_threads"
+    __tablename__ = "posted_messages"
 
     key: str = Field(primary_key=True, max_length=64)
     channel: str = Field(max_length=32)
     ts: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)

@@ -20,9 +20,9 @@ from storage.models import (
     Binding,
     BindingState,
     OutboxMessage,
+    PostedMessage,
     ProcessedRequest,
     RegistryEntry,
-    SlackThread,
 )
 
 
@@ -190,20 +190,20 @@ class Outbox:
     def get(self, message_id: int) -> OutboxMessage | None:
         return self.session.get(OutboxMessage, message_id)
 
-    def thread(self, key: str) -> SlackThread | None:
-        return self.session.get(SlackThread, key)
+    def posted(self, key: str) -> PostedMessage | None:
+        return self.session.get(PostedMessage, key)
 
-    def save_thread(self, thread: SlackThread) -> None:
-        self.session.merge(thread)
+    def remember(self, posted: PostedMessage) -> None:
+        self.session.merge(posted)
 
-    def earlier_unsent_in_thread(self, message: OutboxMessage) -> bool:
-        """True while an older message of the same thread is still to be sent."""
-        if message.thread is None:
+    def waits_for_earlier(self, message: OutboxMessage) -> bool:
+        """True while an older message of the same sequence is still to be sent."""
+        if message.sequence is None:
             return False
         query = (
             select(func.count())
             .select_from(OutboxMessage)
-            .where(OutboxMessage.thread == message.thread)
+            .where(OutboxMessage.sequence == message.sequence)
             .where(col(OutboxMessage.id) < message.id)
             .where(col(OutboxMessage.sent_at).is_(None))
             .where(col(OutboxMessage.abandoned).is_(False))

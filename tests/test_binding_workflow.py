@@ -69,7 +69,8 @@ def test_binding_is_stored_audited_and_announced(
         "pending_dns",
     )
     [notice] = rows(db, OutboxMessage)
-    assert notice.notice == "binding_card" and notice.opens_thread
+    assert notice.notice == "binding_card"
+    assert notice.remember_as == f"binding:{binding.id}"
     assert notice.channel == "COPS"
     assert LocalProvider(db, ManualClock()).holder("img.example.com") is not None
 
