@@ -9,7 +9,7 @@ from slack_bolt.error import BoltError
 
 from bot.errors import ConfigError
 from bot.services import Services
-from commands import bind_domain, check_now, domains, home, unbind_domain
+from commands import bind_domain, check_now, domains, home, takeover, unbind_domain
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,6 @@ def build_app(services: Services) -> App:
                 "OAuth Token again from the app's OAuth & Permissions page"
             ]
         ) from err
-    for module in (bind_domain, check_now, domains, unbind_domain, home):
+    for module in (bind_domain, check_now, domains, unbind_domain, home, takeover):
         module.register(app, services)
     return app

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 
@@ -32,7 +33,7 @@ from bot.errors import (
 )
 from bot.providers import StorageProvider
 from storage import Database, Transaction
-from storage.models import AuditEvent, Binding, BindingState, OutboxMessage
+from storage.models import AuditEvent, Binding, BindingState, Challenge
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,19 @@ class BindRequest:
     auto_cname: bool = False
     icp_confirmed: bool = False
     request_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """A request to move a domain from the bucket holding it to ``bucket``."""
+
+    domain: str
+    bucket: Bucket
+    requested_by: str
+    channel: str | None
+    cdn: bool
+    auto_cname: bool
+    icp_confirmed: bool
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,13 @@ class BindOutcome:
     domain: str
     binding_id: int | None = None
     message: str | None = None
+    challenge_id: int | None = None
+
+
+class ChallengeOpener(Protocol):
+    """Opens the TXT challenge for a domain another bucket holds."""
+
+    def open(self, request: TakeOver, conflict: DomainConflict) -> Challenge: ...
 
 
 class BindingWorkflow:
@@ -89,11 +110,13 @@ class BindingWorkflow:
         db: Database,
         providers: Mapping[str, StorageProvider],
         clock: Clock,
+        challenges: ChallengeOpener,
     ) -> None:
         self._config = config
         self._db = db
         self._providers = providers
         self._clock = clock
+        self._challenges = challenges
 
     def check_input(self, request: BindRequest) -> CheckedRequest:
         """Check what needs no storage; raise :class:`InvalidRequest` listing problems.
@@ -131,6 +154,8 @@ class BindingWorkflow:
                 logger.info("repeated request ignored key=%s", request.request_key)
                 return BindOutcome(Outcome.DUPLICATE, checked.domain)
             early = self._refusal(tx, checked)
+        if isinstance(early, DomainConflict):
+            return self._conflict(checked, early)
         if early is not None:
             return early
         try:
@@ -138,7 +163,7 @@ class BindingWorkflow:
                 checked.bucket, checked.domain
             )
         except DomainConflict as conflict:
-            return self._report(checked, Outcome.CONFLICT, conflict)
+            return self._conflict(checked, conflict)
         except ProviderError as err:
             logger.warning("provider refused bind domain=%s: %s", checked.domain, err)
             return self._report(checked, Outcome.REFUSED, err)
@@ -241,16 +266,19 @@ class BindingWorkflow:
             return bucket.internet_domain
         return cdn_target
 
-    def _refusal(self, tx: Transaction, checked: CheckedRequest) -> BindOutcome | None:
-        """Why the request cannot go ahead given what is stored, or None."""
+    def _refusal(
+        self, tx: Transaction, checked: CheckedRequest
+    ) -> BindOutcome | DomainConflict | None:
+        """Why the request cannot go ahead given what is stored, or None.
+
+        A conflict is returned as it is, for the caller to open a challenge once
+        this transaction is over.
+        """
         current = tx.bindings.current(checked.domain)
         if current is not None and current.bucket == checked.bucket.name:
             return self._leave(tx, checked, Outcome.ALREADY_BOUND, current)
         if current is not None:
-            conflict = DomainConflict(
-                checked.domain, current.bucket, current.created_at
-            )
-            return self._leave(tx, checked, Outcome.CONFLICT, conflict)
+            return DomainConflict(checked.domain, current.bucket, current.created_at)
         if tx.bindings.count_current(checked.bucket.name) >= checked.bucket.max_domains:
             full = BucketFull(checked.bucket.name, checked.bucket.max_domains)
             return self._leave(tx, checked, Outcome.REFUSED, full)
@@ -278,14 +306,18 @@ class BindingWorkflow:
             with self._db.transaction() as tx:
                 refusal = self._refusal(tx, checked)
                 if refusal is None:
-                    tx.bindings.add(binding)
-                    self._audit(tx, binding, request.requested_by, "bound", None)
-                    tx.outbox.add(self._created_notice(binding, checked))
+                    insert_binding(
+                        tx, binding, bucket_domain=checked.bucket.internet_domain
+                    )
         except IntegrityError:
             # A parallel request bound the domain between our checks and our write.
             with self._db.transaction() as tx:
                 refusal = self._refusal(tx, checked)
             refusal = refusal or BindOutcome(Outcome.DUPLICATE, checked.domain)
+        if isinstance(refusal, DomainConflict):
+            if created_at_provider:
+                self._provider(checked.bucket).release(checked.bucket, checked.domain)
+            return self._conflict(checked, refusal)
         if refusal is not None:
             if created_at_provider and refusal.outcome is not Outcome.ALREADY_BOUND:
                 # Our provider call made a binding that no stored binding backs.
@@ -300,18 +332,29 @@ class BindingWorkflow:
         )
         return BindOutcome(Outcome.CREATED, binding.domain, binding.id)
 
-    def _created_notice(
-        self, binding: Binding, checked: CheckedRequest
-    ) -> OutboxMessage:
-        assert binding.id is not None
-        facts = notices.binding_facts(binding, checked.bucket.internet_domain)
-        return notices.to_channel(
-            "binding_card",
-            binding.created_at,
-            channel=binding.channel,
-            user=binding.requested_by,
-            remember_as=notices.binding_thread(binding.id),
-            **facts,
+    def _conflict(
+        self, checked: CheckedRequest, conflict: DomainConflict
+    ) -> BindOutcome:
+        """Another bucket holds the domain: open (or show) the TXT challenge."""
+        request = checked.request
+        challenge = self._challenges.open(
+            TakeOver(
+                domain=checked.domain,
+                bucket=checked.bucket,
+                requested_by=request.requested_by,
+                channel=request.channel,
+                cdn=request.cdn,
+                auto_cname=request.auto_cname,
+                icp_confirmed=request.icp_confirmed,
+            ),
+            conflict,
+        )
+        return BindOutcome(
+            Outcome.CONFLICT,
+            checked.domain,
+            None,
+            str(conflict),
+            challenge_id=challenge.id,
         )
 
     def _leave(
@@ -410,3 +453,39 @@ def _own_domain(domain: str, bucket: Bucket) -> RequestRefused:
         f"{domain} is the bucket's own address. Bind a domain your team owns, such "
         f"as img.example.com; it will point at {bucket.internet_domain}.",
     )
+
+
+def insert_binding(
+    tx: Transaction, binding: Binding, *, bucket_domain: str, thread: str | None = None
+) -> Binding:
+    """Store a new binding with its audit event and its card.
+
+    The card opens the binding's own thread, or with ``thread`` is posted as a reply
+    in that thread. Raises IntegrityError when the domain is bound already.
+    """
+    tx.bindings.add(binding)
+    assert binding.id is not None
+    tx.audit.record(
+        AuditEvent(
+            at=binding.created_at,
+            actor=binding.requested_by,
+            subject="binding",
+            subject_id=binding.id,
+            domain=binding.domain,
+            action="bound",
+            state_before=None,
+            state_after=binding.state.value,
+        )
+    )
+    tx.outbox.add(
+        notices.to_channel(
+            "binding_card",
+            binding.created_at,
+            channel=binding.channel,
+            user=binding.requested_by,
+            thread=thread,
+            remember_as=notices.binding_thread(binding.id),
+            **notices.binding_facts(binding, bucket_domain),
+        )
+    )
+    return binding

@@ -122,6 +122,7 @@ class Approvers(BaseModel):
 
     users: tuple[str, ...] = ()
     usergroups: tuple[str, ...] = ()
+    expire_hours: float = Field(default=72, gt=0, le=24 * 30)
 
     @field_validator("users")
     @classmethod

@@ -51,6 +51,11 @@ def _user(user_id: str | None) -> Mrkdwn:
     return Mrkdwn(f"<@{escape_mrkdwn(user_id)}>")
 
 
+def _usergroup(group_id: str) -> Mrkdwn:
+    """A mention of a user group, which notifies its members."""
+    return Mrkdwn(f"<!subteam^{escape_mrkdwn(group_id)}>")
+
+
 def _date(
     when: datetime | float | None, style: str = "{date_short_pretty} at {time}"
 ) -> Mrkdwn:
@@ -82,7 +87,9 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self._env.filters.update(user=_user, date=_date, code=_code)
+        self._env.filters.update(
+            user=_user, usergroup=_usergroup, date=_date, code=_code
+        )
 
     def message(self, name: str, context: dict[str, Any]) -> Message:
         """Render ``<name>.yml.j2`` as a message with blocks and a fallback text."""

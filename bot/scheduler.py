@@ -55,7 +55,7 @@ class Jobs:
 
     def _sweep(self) -> None:
         try:
-            self._services.watch.sweep()
+            self._services.sweep()
         except Exception:
             logger.exception("dns sweep failed; the next one retries")
 

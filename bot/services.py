@@ -6,7 +6,9 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.approvals import ApprovalDesk
 from bot.binding import BindingWorkflow
+from bot.challenges import ChallengeDesk
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.delivery import Delivery
@@ -16,7 +18,7 @@ from bot.providers import StorageProvider
 from bot.providers.local import LocalProvider
 from bot.recheck import RecheckPolicy
 from bot.slack_gateway import SlackGateway
-from bot.watch import CnameChecker, DnsWatch
+from bot.watch import DnsWatch
 from bot.workers import WorkerPool
 from storage import Database
 
@@ -34,8 +36,15 @@ class Services:
     renderer: Renderer
     workflow: BindingWorkflow
     watch: DnsWatch
+    challenges: ChallengeDesk
+    approvals: ApprovalDesk
     delivery: Delivery
     workers: WorkerPool
+
+    def sweep(self) -> None:
+        """Run every due DNS check and timer: bindings, challenges, approvals."""
+        self.watch.sweep()
+        self.challenges.sweep()
 
     def close(self) -> None:
         """Finish the work already acked, deliver what it left, and disconnect."""
@@ -49,7 +58,7 @@ def build_services(
     config: Config,
     *,
     clock: Clock | None = None,
-    dns: CnameChecker | None = None,
+    dns: AuthoritativeDns | None = None,
     slack: SlackGateway | None = None,
 ) -> Services:
     """Connect to the database (creating tables) and wire the parts together."""
@@ -64,16 +73,39 @@ def build_services(
     providers: dict[str, StorageProvider] = {"local": LocalProvider(db, clock)}
     delivery = Delivery(db=db, slack=slack, renderer=renderer, clock=clock)
     policy = RecheckPolicy(base=timedelta(seconds=settings.domainbot_recheck_seconds))
+    dns = dns or AuthoritativeDns(resolvers=settings.resolvers)
     watch = DnsWatch(
         config=config.file,
         db=db,
-        dns=dns or AuthoritativeDns(resolvers=settings.resolvers),
+        dns=dns,
         clock=clock,
         policy=policy,
         on_notice=delivery.wake,
     )
+    approvals = ApprovalDesk(
+        config=config.file,
+        db=db,
+        providers=providers,
+        clock=clock,
+        groups=slack,
+        on_notice=delivery.wake,
+    )
+    challenges = ChallengeDesk(
+        config=config.file,
+        db=db,
+        providers=providers,
+        dns=dns,
+        clock=clock,
+        policy=policy,
+        approvals=approvals,
+        on_notice=delivery.wake,
+    )
     workflow = BindingWorkflow(
-        config=config.file, db=db, providers=providers, clock=clock
+        config=config.file,
+        db=db,
+        providers=providers,
+        clock=clock,
+        challenges=challenges,
     )
     return Services(
         config=config,
@@ -83,6 +115,8 @@ def build_services(
         renderer=renderer,
         workflow=workflow,
         watch=watch,
+        challenges=challenges,
+        approvals=approvals,
         delivery=delivery,
         workers=WorkerPool(),
     )

@@ -36,6 +36,7 @@ def _command(services: Services) -> Callable[..., None]:
             {
                 "bucket": bucket,
                 "bindings": bindings,
+                "requests": services.challenges.open_requests(bucket),
                 "limit": configured.max_domains if configured else None,
                 "max_rows": MAX_ROWS,
             },

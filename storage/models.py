@@ -11,7 +11,25 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, text
+from sqlalchemy import Enum as SqlEnum
 from sqlmodel import Field, SQLModel
+
+
+def _state(enum: type[StrEnum]) -> Any:
+    """A state column that stores the enum's values as plain strings.
+
+    Plain strings (not a database enum type) keep partial indexes such as
+    ``state = 'watching'`` readable and adding a state a one-line change.
+    """
+    return Field(
+        sa_type=SqlEnum(
+            enum,
+            values_callable=lambda members: [member.value for member in members],
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+        ),
+    )
 
 
 class BindingState(StrEnum):
@@ -44,7 +62,7 @@ class Binding(SQLModel, table=True):
     domain: str = Field(max_length=253)
     bucket: str = Field(max_length=63)
     target: str = Field(max_length=253)
-    state: BindingState = Field(max_length=16)
+    state: BindingState = _state(BindingState)
     cdn: bool = False
     auto_cname: bool = False
     icp_confirmed: bool = False
@@ -60,6 +78,95 @@ class Binding(SQLModel, table=True):
     last_found: str | None = Field(default=None, max_length=1000)
     last_problem: str | None = Field(default=None, max_length=1000)
     problem_notified: bool = False
+
+
+class ChallengeState(StrEnum):
+    WATCHING = "watching"
+    VERIFIED = "verified"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+class Challenge(SQLModel, table=True):
+    """A request to take over a domain another bucket holds, proven by a TXT record.
+
+    The record is ``_dnsauth.<domain>`` with ``token`` as its value. At most one
+    challenge per domain and bucket is watched at a time.
+    """
+
+    __tablename__ = "challenges"
+    __table_args__ = (
+        Index(
+            "uq_challenges_watching",
+            "domain",
+            "bucket",
+            unique=True,
+            sqlite_where=text("state = 'watching'"),
+            postgresql_where=text("state = 'watching'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    domain: str = Field(max_length=253, index=True)
+    bucket: str = Field(max_length=63)
+    holder: str = Field(max_length=63)
+    holder_since: datetime | None = None
+    token: str = Field(max_length=200)
+    token_from_provider: bool = False
+    zone: str | None = Field(default=None, max_length=253)
+    state: ChallengeState = _state(ChallengeState)
+    requested_by: str = Field(max_length=32)
+    channel: str | None = Field(default=None, max_length=32)
+    cdn: bool = False
+    auto_cname: bool = False
+    icp_confirmed: bool = False
+    created_at: datetime
+    expires_at: datetime
+    verified_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    next_check_at: datetime | None = Field(default=None, index=True)
+    check_count: int = 0
+    last_checked_at: datetime | None = None
+    last_found: str | None = Field(default=None, max_length=1000)
+    last_problem: str | None = Field(default=None, max_length=1000)
+    problem_notified: bool = False
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class Approval(SQLModel, table=True):
+    """The decision on a verified challenge: move the domain, or leave it.
+
+    Deciding is one conditional update from ``pending``, so two clicks at once
+    decide once. ``applied_at`` is set when an approved rebind has been carried
+    out; an approval approved but not applied is finished after a restart.
+    """
+
+    __tablename__ = "approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_id: int = Field(unique=True, foreign_key="challenges.id")
+    domain: str = Field(max_length=253, index=True)
+    from_bucket: str = Field(max_length=63)
+    to_bucket: str = Field(max_length=63)
+    requested_by: str = Field(max_length=32)
+    channel: str | None = Field(default=None, max_length=32)
+    state: ApprovalState = _state(ApprovalState)
+    created_at: datetime
+    remind_at: datetime
+    reminded: bool = False
+    expires_at: datetime
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = None
+    applied_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=1000)
 
 
 class RegistryEntry(SQLModel, table=True):

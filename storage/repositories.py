@@ -16,9 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage.models import (
+    Approval,
+    ApprovalState,
     AuditEvent,
     Binding,
     BindingState,
+    Challenge,
+    ChallengeState,
     OutboxMessage,
     PostedMessage,
     ProcessedRequest,
@@ -32,6 +36,8 @@ class Transaction:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.bindings = Bindings(session)
+        self.challenges = Challenges(session)
+        self.approvals = Approvals(session)
         self.registry = Registry(session)
         self.requests = Requests(session)
         self.audit = Audit(session)
@@ -105,12 +111,148 @@ class Bindings:
         self, binding_id: int, before: BindingState, after: BindingState, **values: Any
     ) -> bool:
         """Change the state only if it still is ``before``; True if it changed."""
+        return _move(self.session, Binding, binding_id, before, after, values)
+
+
+class Challenges:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, challenge_id: int) -> Challenge | None:
+        return self.session.get(Challenge, challenge_id)
+
+    def watching(self, domain: str, bucket: str) -> Challenge | None:
+        """The challenge being watched for taking ``domain`` to ``bucket``, if any."""
+        query = select(Challenge).where(
+            Challenge.domain == domain,
+            Challenge.bucket == bucket,
+            Challenge.state == ChallengeState.WATCHING,
+        )
+        return self.session.exec(query).first()
+
+    def add(self, challenge: Challenge) -> Challenge:
+        """Insert; raise IntegrityError when one is watched for the pair already."""
+        with self.session.begin_nested():
+            self.session.add(challenge)
+            self.session.flush()
+        return challenge
+
+    def open(self) -> list[Challenge]:
+        """Challenges still watched, or verified and awaiting a decision."""
+        states = (ChallengeState.WATCHING, ChallengeState.VERIFIED)
+        query = select(Challenge).where(col(Challenge.state).in_(states))
+        return list(self.session.exec(query.order_by(col(Challenge.id))))
+
+    def due(self, now: datetime, limit: int) -> list[Challenge]:
+        query = (
+            select(Challenge)
+            .where(col(Challenge.next_check_at) <= now)
+            .where(Challenge.state == ChallengeState.WATCHING)
+            .order_by(col(Challenge.next_check_at))
+            .limit(limit)
+        )
+        return list(self.session.exec(query))
+
+    def move_state(
+        self,
+        challenge_id: int,
+        before: ChallengeState,
+        after: ChallengeState,
+        **values: Any,
+    ) -> bool:
+        return _move(self.session, Challenge, challenge_id, before, after, values)
+
+    def save_check(self, challenge_id: int, **values: Any) -> None:
+        self.session.execute(
+            update(Challenge).where(col(Challenge.id) == challenge_id).values(**values)
+        )
+
+
+class Approvals:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, approval_id: int) -> Approval | None:
+        return self.session.get(Approval, approval_id)
+
+    def add(self, approval: Approval) -> Approval:
+        self.session.add(approval)
+        self.session.flush()
+        return approval
+
+    def decide(
+        self, approval_id: int, after: ApprovalState, now: datetime, **values: Any
+    ) -> bool:
+        """Decide a pending, unexpired approval; False if it was decided already."""
         result = self.session.execute(
-            update(Binding)
-            .where(col(Binding.id) == binding_id, col(Binding.state) == before)
+            update(Approval)
+            .where(col(Approval.id) == approval_id)
+            .where(col(Approval.state) == ApprovalState.PENDING)
+            .where(col(Approval.expires_at) > now)
             .values(state=after, **values)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    def expire(self, approval_id: int, **values: Any) -> bool:
+        """Mark a still pending approval expired; False if it was decided first."""
+        result = self.session.execute(
+            update(Approval)
+            .where(col(Approval.id) == approval_id)
+            .where(col(Approval.state) == ApprovalState.PENDING)
+            .values(state=ApprovalState.EXPIRED, **values)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    def finish(self, approval_id: int, **values: Any) -> None:
+        self.session.execute(
+            update(Approval).where(col(Approval.id) == approval_id).values(**values)
+        )
+
+    def pending(self) -> list[Approval]:
+        query = select(Approval).where(Approval.state == ApprovalState.PENDING)
+        return list(self.session.exec(query.order_by(col(Approval.id))))
+
+    def reminders_due(self, now: datetime) -> list[Approval]:
+        query = (
+            select(Approval)
+            .where(Approval.state == ApprovalState.PENDING)
+            .where(col(Approval.reminded).is_(False))
+            .where(col(Approval.remind_at) <= now)
+        )
+        return list(self.session.exec(query))
+
+    def expired(self, now: datetime) -> list[Approval]:
+        query = (
+            select(Approval)
+            .where(Approval.state == ApprovalState.PENDING)
+            .where(col(Approval.expires_at) <= now)
+        )
+        return list(self.session.exec(query))
+
+    def approved_not_applied(self) -> list[Approval]:
+        query = (
+            select(Approval)
+            .where(Approval.state == ApprovalState.APPROVED)
+            .where(col(Approval.applied_at).is_(None))
+        )
+        return list(self.session.exec(query))
+
+
+def _move(
+    session: Session,
+    model: type[Binding] | type[Challenge],
+    row_id: int,
+    before: str,
+    after: str,
+    values: dict[str, Any],
+) -> bool:
+    """Change a row's state only if it still is ``before``; True if it changed."""
+    result = session.execute(
+        update(model)
+        .where(col(model.id) == row_id, col(model.state) == before)
+        .values(state=after, **values)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 class Registry:

@@ -7,13 +7,22 @@ from datetime import timedelta
 
 import pytest
 
+from bot.approvals import ApprovalDesk
 from bot.binding import BindingWorkflow, BindRequest, Outcome
+from bot.challenges import ChallengeDesk
+from bot.dns_check import AuthoritativeDns
+from bot.providers import StorageProvider
+from bot.recheck import RecheckPolicy
+from bot.slack_gateway import SlackGateway
 from bot.clock import ManualClock
 from bot.errors import InvalidRequest, NotBound
 from bot.providers.local import LocalProvider
 from storage import Database
 from storage.models import AuditEvent, Binding, BindingState, OutboxMessage
+from storage.models import Challenge
 from tests.support.configs import FRANKFURT, HANGZHOU, HONGKONG, file_config
+from tests.support.dns_lab import DnsLab
+from tests.support.fake_slack import FakeSlack
 
 
 @pytest.fixture
@@ -22,12 +31,29 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def workflow(db: Database, clock: ManualClock) -> BindingWorkflow:
-    return BindingWorkflow(
-        config=file_config(),
+def workflow(
+    db: Database, clock: ManualClock, dns_lab: DnsLab, fake_slack: FakeSlack
+) -> BindingWorkflow:
+    config = file_config()
+    providers: dict[str, StorageProvider] = {"local": LocalProvider(db, clock)}
+    approvals = ApprovalDesk(
+        config=config,
         db=db,
-        providers={"local": LocalProvider(db, clock)},
+        providers=providers,
         clock=clock,
+        groups=SlackGateway(fake_slack.web_client()),
+    )
+    challenges = ChallengeDesk(
+        config=config,
+        db=db,
+        providers=providers,
+        dns=AuthoritativeDns(resolvers=[dns_lab.resolver_address]),
+        clock=clock,
+        policy=RecheckPolicy(),
+        approvals=approvals,
+    )
+    return BindingWorkflow(
+        config=config, db=db, providers=providers, clock=clock, challenges=challenges
     )
 
 
@@ -145,6 +171,12 @@ def test_domain_bound_elsewhere_is_a_conflict(
     assert outcome.outcome is Outcome.CONFLICT
     [binding] = rows(db, Binding)
     assert binding.bucket == HONGKONG
+    [challenge] = rows(db, Challenge)
+    assert (challenge.domain, challenge.bucket, challenge.holder) == (
+        "img.example.com",
+        FRANKFURT,
+        HONGKONG,
+    )
 
 
 def test_a_retried_request_changes_nothing(

@@ -70,7 +70,7 @@ class RunningBot:
         raise AssertionError("the bot did not settle: work or notices are left")
 
     def sweep(self) -> None:
-        self.services.watch.sweep()
+        self.services.sweep()
         self.settle()
 
 
