@@ -91,6 +91,9 @@ class Delivery:
                 return False
             root = tx.outbox.posted(message.thread) if message.thread else None
             target = tx.outbox.posted(message.updates) if message.updates else None
+            for key, found in ((message.thread, root), (message.updates, target)):
+                if key and found is None and tx.outbox.will_remember(key):
+                    return False
         if message.updates and target is None:
             self._abandon(message, f"{message.updates} was never posted")
             return False

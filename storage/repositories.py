@@ -338,6 +338,17 @@ class Outbox:
     def remember(self, posted: PostedMessage) -> None:
         self.session.merge(posted)
 
+    def will_remember(self, key: str) -> bool:
+        """True while a message to be remembered under ``key`` is still to be sent."""
+        query = (
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.remember_as == key)
+            .where(col(OutboxMessage.sent_at).is_(None))
+            .where(col(OutboxMessage.abandoned).is_(False))
+        )
+        return int(self.session.exec(query).one()) > 0
+
     def waits_for_earlier(self, message: OutboxMessage) -> bool:
         """True while an older message of the same sequence is still to be sent."""
         if message.sequence is None:

@@ -25,7 +25,60 @@ BINDING = {
     "released_at": None,
 }
 
+CHALLENGE = {
+    "challenge_id": 3,
+    "domain": "img.example.com",
+    "bucket": "eu-assets",
+    "holder": "test-1-001",
+    "holder_since": 1_764_000_000,
+    "record_name": "_dnsauth.img.example.com",
+    "token": "tok_en-123",
+    "zone": "example.com",
+    "host_field": "_dnsauth.img",
+    "state": "watching",
+    "requester": "U123",
+    "expires_at": 1_764_259_200,
+    "verified_at": None,
+    "found": "'other'",
+    "problem": None,
+    "next_check": 1_764_000_600,
+}
+
+APPROVAL = {
+    "approval_id": 4,
+    "challenge_id": 3,
+    "domain": "img.example.com",
+    "from_bucket": "test-1-001",
+    "to_bucket": "eu-assets",
+    "requester": "U123",
+    "state": "pending",
+    "decided_by": None,
+    "decided_at": None,
+    "expires_at": 1_764_259_200,
+    "approver_users": ["UAPPROVER1"],
+    "approver_groups": ["SOPS"],
+    "outcome": None,
+    "reason": "only the configured approvers may decide",
+}
+
 CONTEXTS: dict[str, dict[str, Any]] = {
+    "challenge_card": CHALLENGE,
+    "challenge_again": CHALLENGE,
+    "challenge_check_result": CHALLENGE,
+    "challenge_mismatch": CHALLENGE,
+    "challenge_dns_problem": CHALLENGE | {"problem": "ns1 timed out"},
+    "challenge_expired": CHALLENGE | {"state": "expired"},
+    "approval_card": APPROVAL | {"servers": ["ns1.example.com (192.0.2.53)"]},
+    "approval_closed": APPROVAL
+    | {"state": "approved", "decided_by": "U9", "decided_at": 1_764_100_000},
+    "approval_refused": APPROVAL,
+    "approval_reminder": APPROVAL,
+    "approval_expired": APPROVAL | {"state": "expired"},
+    "takeover_done": APPROVAL | {"state": "approved", "decided_by": "U9"},
+    "takeover_rejected": APPROVAL | {"state": "rejected", "decided_by": "U9"},
+    "takeover_failed": APPROVAL | {"state": "failed", "outcome": "bucket full"},
+    "binding_taken_over": BINDING
+    | {"to_bucket": "eu-assets", "taken_by": "U5", "approved_by": "U9"},
     "binding_card": BINDING,
     "binding_live": BINDING | {"state": "live", "chain": [BINDING["target"]]},
     "binding_gave_up": BINDING | {"found": "no record", "problem": None, "tries": 75},
@@ -142,3 +195,30 @@ def test_bind_modal_shows_icp_only_for_mainland_buckets() -> None:
     assert [b["block_id"] for b in without["blocks"]] == ["domain", "bucket", "options"]
     assert [b["block_id"] for b in chosen["blocks"]][-1] == "icp"
     assert View(**chosen).to_dict()["blocks"] == chosen["blocks"]
+
+
+@pytest.mark.parametrize("state", ["approved", "rejected", "expired", "failed"])
+def test_a_decided_approval_card_has_no_buttons_and_says_who(state: str) -> None:
+    _, blocks = render(
+        "approval_card",
+        APPROVAL
+        | {
+            "state": state,
+            "decided_by": "U9",
+            "decided_at": 1_764_100_000,
+            "outcome": "bucket full",
+        },
+    )
+    assert not [b for b in blocks if b["type"] == "actions"]
+    if state != "expired":
+        assert "<@U9>" in str(blocks) and "<!date^1764100000^" in str(blocks)
+
+
+def test_the_approval_card_names_who_may_decide() -> None:
+    _, blocks = render("approval_card", APPROVAL)
+    text = str(blocks)
+    assert "<@UAPPROVER1>, or <!subteam^SOPS>" in text
+    _, nobody = render(
+        "approval_card", APPROVAL | {"approver_users": [], "approver_groups": []}
+    )
+    assert "no approvers are configured" in str(nobody)
