@@ -79,10 +79,16 @@ class ApprovalDesk:
     def open(
         self, tx: Transaction, challenge: Challenge, *, servers: tuple[str, ...]
     ) -> Approval:
-        """Open the approval of a verified challenge, in the caller's transaction."""
+        """Open the approval of a verified challenge, in the caller's transaction.
+
+        When no bucket the bot knows holds the domain (the provider only wanted
+        proof of ownership), there is nobody to take it from: the approval is
+        granted by the proof itself, and the caller then calls :meth:`apply`.
+        """
         assert challenge.id is not None
         now = self._clock.now()
         expires_at = now + self._lifetime
+        needs_decision = bool(challenge.holder)
         approval = tx.approvals.add(
             Approval(
                 challenge_id=challenge.id,
@@ -91,24 +97,29 @@ class ApprovalDesk:
                 to_bucket=challenge.bucket,
                 requested_by=challenge.requested_by,
                 channel=challenge.channel,
-                state=ApprovalState.PENDING,
+                state=ApprovalState.PENDING
+                if needs_decision
+                else ApprovalState.APPROVED,
                 created_at=now,
                 expires_at=expires_at,
                 remind_at=expires_at - min(timedelta(hours=24), self._lifetime / 2),
+                decided_by=None if needs_decision else SYSTEM_ACTOR,
+                decided_at=None if needs_decision else now,
             )
         )
         tx.audit.record(self._event(approval, SYSTEM_ACTOR, "approval_opened", None))
-        tx.outbox.add(
-            notices.to_channel(
-                "approval_card",
-                now,
-                channel=challenge.channel,
-                user=challenge.requested_by,
-                thread=_challenge_key(approval),
-                remember_as=approval_key(approval.id),
-                **self.facts(approval) | {"servers": list(servers)},
+        if needs_decision:
+            tx.outbox.add(
+                notices.to_channel(
+                    "approval_card",
+                    now,
+                    channel=challenge.channel,
+                    user=challenge.requested_by,
+                    thread=_challenge_key(approval),
+                    remember_as=approval_key(approval.id),
+                    **self.facts(approval) | {"servers": list(servers)},
+                )
             )
-        )
         return approval
 
     def decide(

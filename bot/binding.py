@@ -73,7 +73,6 @@ class CheckedRequest:
 
     domain: str
     bucket: Bucket
-    target: str
     request: BindRequest
 
 
@@ -134,12 +133,11 @@ class BindingWorkflow:
             domain = normalise_domain(request.domain, reserved_suffixes=reserved)
         except RequestRefused as err:
             problems.append(err)
-        target = ""
         if bucket is not None:
-            target = self._target(bucket, domain, request, problems)
+            self._check_bucket_rules(bucket, domain, request, problems)
         if problems or bucket is None:
             raise InvalidRequest(problems)
-        return CheckedRequest(domain, bucket, target, request)
+        return CheckedRequest(domain, bucket, request)
 
     def bind(self, request: BindRequest) -> BindOutcome:
         """Bind as asked; the outcome is also left as notices for the requester.
@@ -158,16 +156,20 @@ class BindingWorkflow:
             return self._conflict(checked, early)
         if early is not None:
             return early
+        created = False
         try:
             created = self._provider(checked.bucket).bind(
                 checked.bucket, checked.domain
             )
+            target = self._target(checked)
         except DomainConflict as conflict:
             return self._conflict(checked, conflict)
         except ProviderError as err:
             logger.warning("provider refused bind domain=%s: %s", checked.domain, err)
+            if created:
+                self._provider(checked.bucket).release(checked.bucket, checked.domain)
             return self._report(checked, Outcome.REFUSED, err)
-        return self._record(checked, created_at_provider=created)
+        return self._record(checked, target, created_at_provider=created)
 
     def release(self, domain_text: str, *, actor: str, channel: str | None) -> Binding:
         """Unbind a domain from its bucket; raise :class:`NotBound` if it is unbound."""
@@ -247,24 +249,29 @@ class BindingWorkflow:
         with self._db.transaction() as tx:
             return tx.bindings.list_current(bucket)
 
-    def _target(
+    def _check_bucket_rules(
         self,
         bucket: Bucket,
         domain: str,
         request: BindRequest,
         problems: list[RequestRefused],
-    ) -> str:
+    ) -> None:
         if domain and is_under(domain, bucket.internet_domain):
             problems.append(_own_domain(domain, bucket))
         if bucket.needs_icp and not request.icp_confirmed:
             problems.append(IcpConfirmationMissing(bucket.name, bucket.endpoint))
-        if not request.cdn:
-            return bucket.internet_domain
-        cdn_target = bucket.cdn_target(domain or "example.com")
-        if cdn_target is None:
+        if request.cdn and not self._provider(bucket).offers_cdn(bucket):
             problems.append(CdnNotConfigured(bucket.name))
+
+    def _target(self, checked: CheckedRequest) -> str:
+        """Where the CNAME must point: the CDN's host, or the bucket's own address.
+
+        Raises ProviderError when the CDN cannot give its host name.
+        """
+        bucket = checked.bucket
+        if not checked.request.cdn:
             return bucket.internet_domain
-        return cdn_target
+        return self._provider(bucket).cdn_target(bucket, checked.domain)
 
     def _refusal(
         self, tx: Transaction, checked: CheckedRequest
@@ -285,14 +292,14 @@ class BindingWorkflow:
         return None
 
     def _record(
-        self, checked: CheckedRequest, *, created_at_provider: bool
+        self, checked: CheckedRequest, target: str, *, created_at_provider: bool
     ) -> BindOutcome:
         now = self._clock.now()
         request = checked.request
         binding = Binding(
             domain=checked.domain,
             bucket=checked.bucket.name,
-            target=checked.target,
+            target=target,
             state=BindingState.PENDING_DNS,
             cdn=request.cdn,
             auto_cname=request.auto_cname,

@@ -27,7 +27,7 @@ from bot.errors import DomainConflict
 from bot.providers import StorageProvider
 from bot.recheck import RecheckPolicy
 from storage import Database, Transaction
-from storage.models import AuditEvent, Challenge, ChallengeState
+from storage.models import ApprovalState, AuditEvent, Challenge, ChallengeState
 
 logger = logging.getLogger(__name__)
 
@@ -296,13 +296,15 @@ class ChallengeDesk:
                     **self._facts(challenge),
                 )
             )
-            self._approvals.open(tx, challenge, servers=lookup.servers)
+            approval = self._approvals.open(tx, challenge, servers=lookup.servers)
         logger.info(
             "ownership verified domain=%s bucket=%s challenge=%s",
             challenge.domain,
             challenge.bucket,
             challenge.id,
         )
+        if approval.state is ApprovalState.APPROVED:
+            self._approvals.apply(approval.id or 0)
         self._on_notice()
 
     def _expire(self, challenge: Challenge, now: datetime) -> None:

@@ -14,6 +14,7 @@ a handler can both show the message to a person and act on the facts::
     │   ├── IcpConfirmationMissing  a mainland-China bucket needs the ICP confirmation
     │   ├── BucketFull              the bucket already holds its maximum of domains
     │   ├── DomainConflict          another bucket holds the domain
+    │   │   └── OwnershipProofRequired  the provider wants DNS proof first
     │   └── NotBound                the domain is not bound (unbind, check)
     ├── DnsError                    an authoritative server could not be asked
     ├── ProviderError               a storage or DNS provider refused or failed
@@ -131,6 +132,25 @@ class DomainConflict(RequestRefused):
         self.holder = holder
         self.since = since
         super().__init__(f"{domain} is already bound to bucket {holder}.")
+
+
+class OwnershipProofRequired(DomainConflict):
+    """The storage provider wants proof of control of the domain's DNS first.
+
+    Raised when the provider refuses a binding until a TXT record proves ownership
+    and names no bucket of this bot's as the holder (OSS does not say who, if
+    anyone, holds the domain). ``holder`` is empty.
+    """
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+        self.holder = ""
+        self.since = None
+        RequestRefused.__init__(
+            self,
+            f"The storage provider wants proof that you control the DNS of "
+            f"{domain} before binding it.",
+        )
 
 
 class NotBound(RequestRefused):

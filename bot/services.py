@@ -38,6 +38,7 @@ class Services:
     watch: DnsWatch
     challenges: ChallengeDesk
     approvals: ApprovalDesk
+    providers: dict[str, StorageProvider]
     delivery: Delivery
     workers: WorkerPool
 
@@ -50,6 +51,8 @@ class Services:
         """Finish the work already acked, deliver what it left, and disconnect."""
         self.workers.shutdown(wait=True)
         self.delivery.stop()
+        for provider in self.providers.values():
+            provider.close()
         self.watch.close()
         self.db.dispose()
 
@@ -70,7 +73,7 @@ def build_services(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url
     )
     renderer = Renderer()
-    providers: dict[str, StorageProvider] = {"local": LocalProvider(db, clock)}
+    providers = _storage_providers(config, db, clock)
     delivery = Delivery(db=db, slack=slack, renderer=renderer, clock=clock)
     policy = RecheckPolicy(base=timedelta(seconds=settings.domainbot_recheck_seconds))
     dns = dns or AuthoritativeDns(resolvers=settings.resolvers)
@@ -117,6 +120,20 @@ def build_services(
         watch=watch,
         challenges=challenges,
         approvals=approvals,
+        providers=providers,
         delivery=delivery,
         workers=WorkerPool(),
     )
+
+
+def _storage_providers(
+    config: Config, db: Database, clock: Clock
+) -> dict[str, StorageProvider]:
+    """The providers the configured buckets name; ``local`` is always there."""
+    providers: dict[str, StorageProvider] = {"local": LocalProvider(db, clock)}
+    aliyun = [b for b in config.file.buckets if b.provider == "aliyun"]
+    if aliyun:
+        from bot.providers.aliyun import AliyunProvider
+
+        providers["aliyun"] = AliyunProvider(buckets=aliyun, clock=clock)
+    return providers

@@ -10,16 +10,15 @@ import pytest
 from bot.approvals import ApprovalDesk
 from bot.binding import BindingWorkflow, BindRequest, Outcome
 from bot.challenges import ChallengeDesk
+from bot.clock import ManualClock
 from bot.dns_check import AuthoritativeDns
+from bot.errors import InvalidRequest, NotBound
 from bot.providers import StorageProvider
+from bot.providers.local import LocalProvider
 from bot.recheck import RecheckPolicy
 from bot.slack_gateway import SlackGateway
-from bot.clock import ManualClock
-from bot.errors import InvalidRequest, NotBound
-from bot.providers.local import LocalProvider
 from storage import Database
-from storage.models import AuditEvent, Binding, BindingState, OutboxMessage
-from storage.models import Challenge
+from storage.models import AuditEvent, Binding, BindingState, Challenge, OutboxMessage
 from tests.support.configs import FRANKFURT, HANGZHOU, HONGKONG, file_config
 from tests.support.dns_lab import DnsLab
 from tests.support.fake_slack import FakeSlack

@@ -135,7 +135,7 @@ def test_conflict_notice_shows_the_txt_record_and_the_holder(
     assert (
         f"adds the zone `{ZONE}` to the host field itself, enter only `{host}`" in text
     )
-    assert f"is already bound to bucket `media-hk`" in text
+    assert "is already bound to bucket `media-hk`" in text
     assert "I have added the TXT record" in text
     assert [b.bucket for b in bot.bindings()] == ["media-hk"]
 

@@ -91,3 +91,6 @@ class StorageProvider(ABC):
         if target is None:
             raise CdnNotConfigured(bucket.name)
         return target
+
+    def close(self) -> None:  # noqa: B027 - most providers hold no connection
+        """Let go of connections; the default has none."""
