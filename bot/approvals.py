@@ -327,16 +327,7 @@ class ApprovalDesk:
                 created_at=now,
                 next_check_at=now,
             )
-            tx.outbox.add(
-                notices.to_channel(
-                    "takeover_done",
-                    now,
-                    channel=challenge.channel,
-                    user=challenge.requested_by,
-                    thread=_challenge_key(approval),
-                    **self.facts(approval),
-                )
-            )
+            tx.outbox.add(self._reply("takeover_done", approval, now))
             insert_binding(
                 tx,
                 binding,
@@ -415,16 +406,7 @@ class ApprovalDesk:
                     detail=reason,
                 )
             )
-            tx.outbox.add(
-                notices.to_channel(
-                    "takeover_failed",
-                    now,
-                    channel=approval.channel,
-                    user=approval.requested_by,
-                    thread=_challenge_key(approval),
-                    **self.facts(approval),
-                )
-            )
+            tx.outbox.add(self._reply("takeover_failed", approval, now))
             tx.outbox.add(self._card_update(approval, now))
 
     def _close_rejected(
@@ -436,16 +418,7 @@ class ApprovalDesk:
             ChallengeState.CLOSED,
             closed_at=now,
         )
-        tx.outbox.add(
-            notices.to_channel(
-                "takeover_rejected",
-                now,
-                channel=approval.channel,
-                user=approval.requested_by,
-                thread=_challenge_key(approval),
-                **self.facts(approval),
-            )
-        )
+        tx.outbox.add(self._reply("takeover_rejected", approval, now))
         tx.outbox.add(self._card_update(approval, now))
 
     def _remind(self, approval: Approval, now: datetime) -> None:
@@ -459,16 +432,7 @@ class ApprovalDesk:
             ):
                 return
             tx.approvals.finish(approval.id, reminded=True)
-            tx.outbox.add(
-                notices.to_channel(
-                    "approval_reminder",
-                    now,
-                    channel=approval.channel,
-                    user=approval.requested_by,
-                    thread=_challenge_key(approval),
-                    **self.facts(approval),
-                )
-            )
+            tx.outbox.add(self._reply("approval_reminder", approval, now))
         self._on_notice()
 
     def _expire(self, approval: Approval, now: datetime) -> None:
@@ -488,16 +452,7 @@ class ApprovalDesk:
                     approval, SYSTEM_ACTOR, "approval_expired", ApprovalState.PENDING
                 )
             )
-            tx.outbox.add(
-                notices.to_channel(
-                    "approval_expired",
-                    now,
-                    channel=approval.channel,
-                    user=approval.requested_by,
-                    thread=_challenge_key(approval),
-                    **self.facts(approval),
-                )
-            )
+            tx.outbox.add(self._reply("approval_expired", approval, now))
             tx.outbox.add(self._card_update(approval, now))
         logger.info("approval expired id=%s domain=%s", approval.id, approval.domain)
         self._on_notice()
@@ -533,6 +488,17 @@ class ApprovalDesk:
                 )
             )
         self._on_notice()
+
+    def _reply(self, notice: str, approval: Approval, now: datetime) -> Any:
+        """A message in the thread of the approval's challenge."""
+        return notices.to_channel(
+            notice,
+            now,
+            channel=approval.channel,
+            user=approval.requested_by,
+            thread=_challenge_key(approval),
+            **self.facts(approval),
+        )
 
     def _card_update(self, approval: Approval, now: datetime) -> Any:
         return notices.update(

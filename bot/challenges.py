@@ -214,29 +214,32 @@ class ChallengeDesk:
         now: datetime,
         asked_by: str | None,
     ) -> None:
+        """Record a check that did not verify; tell the thread only what is new."""
         assert challenge.id is not None
         tries = challenge.check_count + 1
-        wait = self._policy.wait_after(tries)
-        next_at = min(now + wait, challenge.expires_at)
+        next_at = min(now + self._policy.wait_after(tries), challenge.expires_at)
         found = _found_words(lookup)
         problem = lookup.problem if lookup.state is TxtState.DNS_ERROR else None
+        # A problem is told once until a check gets through again; a wrong value
+        # is told each time a different one is seen.
+        new_problem = problem is not None and not challenge.problem_notified
         new_values = lookup.state is TxtState.FOUND and found != challenge.last_found
+        context = self._facts(challenge) | {
+            "found": found,
+            "problem": problem,
+            "next_check": next_at,
+        }
         with self._db.transaction() as tx:
             tx.challenges.save_check(
                 challenge.id,
                 check_count=tries,
                 last_checked_at=now,
                 next_check_at=next_at,
-                last_found=found if not problem else challenge.last_found,
+                last_found=challenge.last_found if problem else found,
                 last_problem=problem,
-                problem_notified=bool(problem) and (challenge.problem_notified or True),
+                problem_notified=problem is not None,
             )
-            context = self._facts(challenge) | {
-                "found": found,
-                "problem": problem,
-                "next_check": next_at,
-            }
-            if problem and not challenge.problem_notified:
+            if new_problem:
                 tx.outbox.add(
                     self._reply("challenge_dns_problem", challenge, now, **context)
                 )
@@ -254,11 +257,7 @@ class ChallengeDesk:
                         **context,
                     )
                 )
-        if (
-            asked_by is not None
-            or new_values
-            or (problem and not challenge.problem_notified)
-        ):
+        if asked_by is not None or new_values or new_problem:
             self._on_notice()
 
     def _verified(

@@ -32,6 +32,18 @@ def _state(enum: type[StrEnum]) -> Any:
     )
 
 
+class DnsWatched(SQLModel):
+    """Where the DNS checks of a watched row stand: shared by bindings and
+    challenges, which the sweep picks by ``next_check_at``."""
+
+    next_check_at: datetime | None = Field(default=None, index=True)
+    check_count: int = 0
+    last_checked_at: datetime | None = None
+    last_found: str | None = Field(default=None, max_length=1000)
+    last_problem: str | None = Field(default=None, max_length=1000)
+    problem_notified: bool = False
+
+
 class BindingState(StrEnum):
     PENDING_DNS = "pending_dns"
     LIVE = "live"
@@ -39,7 +51,7 @@ class BindingState(StrEnum):
     RELEASED = "released"
 
 
-class Binding(SQLModel, table=True):
+class Binding(DnsWatched, table=True):
     """A domain bound to a bucket, and where its DNS check stands.
 
     A released binding is kept for history; at most one unreleased binding exists per
@@ -72,13 +84,6 @@ class Binding(SQLModel, table=True):
     live_at: datetime | None = None
     released_at: datetime | None = None
 
-    next_check_at: datetime | None = Field(default=None, index=True)
-    check_count: int = 0
-    last_checked_at: datetime | None = None
-    last_found: str | None = Field(default=None, max_length=1000)
-    last_problem: str | None = Field(default=None, max_length=1000)
-    problem_notified: bool = False
-
 
 class ChallengeState(StrEnum):
     WATCHING = "watching"
@@ -87,7 +92,7 @@ class ChallengeState(StrEnum):
     CLOSED = "closed"
 
 
-class Challenge(SQLModel, table=True):
+class Challenge(DnsWatched, table=True):
     """A request to take over a domain another bucket holds, proven by a TXT record.
 
     The record is ``_dnsauth.<domain>`` with ``token`` as its value. At most one
@@ -125,13 +130,6 @@ class Challenge(SQLModel, table=True):
     verified_at: datetime | None = None
     closed_at: datetime | None = None
 
-    next_check_at: datetime | None = Field(default=None, index=True)
-    check_count: int = 0
-    last_checked_at: datetime | None = None
-    last_found: str | None = Field(default=None, max_length=1000)
-    last_problem: str | None = Field(default=None, max_length=1000)
-    problem_notified: bool = False
-
 
 class ApprovalState(StrEnum):
     PENDING = "pending"
@@ -150,6 +148,7 @@ class Approval(SQLModel, table=True):
     """
 
     __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_state", "state"),)
 
     id: int | None = Field(default=None, primary_key=True)
     challenge_id: int = Field(unique=True, foreign_key="challenges.id")

@@ -259,6 +259,7 @@ def test_an_approver_moves_the_domain_once(bot: RunningBot, dns_lab: DnsLab) -> 
     assert bot.fake.thread(old.response["ts"])[0].params.get("reply_broadcast") is True
 
     bot.slack.slash_command("/domains", "media-hk")
+    bot.settle()
     bot.slack.slash_command("/domains", "eu-assets")
     bot.settle()
     listings = [c.params["text"] for c in bot.fake.calls("response_url")]
