@@ -1,4 +1,4 @@
-"""The App Home tab: what is waiting for DNS."""
+"""The App Home tab: what is waiting for DNS, and takeovers waiting for a decision."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def _opened(services: Services) -> Callable[..., None]:
             for b in services.workflow.bindings()
             if b.state is BindingState.PENDING_DNS
         ]
-        view = services.renderer.view("app_home", {"pending": pending})
+        view = services.renderer.view(
+            "app_home",
+            {"pending": pending, "requests": services.challenges.open_requests()},
+        )
         try:
             services.slack.publish_home(str(event["user"]), view)
         except SlackError as err:

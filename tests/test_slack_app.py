@@ -288,3 +288,17 @@ def test_parallel_commands_are_all_acked_quickly(bot: RunningBot) -> None:
     bot.settle()
     assert len(results) == 20 and max(results) < 3.0
     assert len(bot.bindings()) == 20
+
+
+def test_the_home_tab_lists_what_is_waiting(bot: RunningBot) -> None:
+    bot.slack.slash_command("/bind-domain", "img.example.com media-hk")
+    bot.settle()
+
+    reply = bot.slack.app_home_opened()
+    assert reply.status == 200
+    bot.fake.wait_for("views.publish")
+
+    home = section_texts(bot.fake.home_view("U0000ALICE"))
+    assert "*Waiting for DNS* (1)" in home
+    assert "`img.example.com` → `media-hk` · found: not checked yet" in home
+    assert "*Requests to take a domain over* (0)" in home
