@@ -149,9 +149,9 @@ class Approvers(BaseModel):
 class DnsZone(BaseModel):
     """A zone whose records the bot may write, under ``[[dns_zones]]``.
 
-    TODO: only the zone and provider name are checked here; the provider-specific
-    settings are accepted as they are until the DNS providers that read them exist,
-    and this mark can go when each provider validates its own table.
+    Only the zone and the provider's name are checked here; the rest of the table
+    belongs to the provider, which checks it when the zones are built
+    (:meth:`bot.dns_providers.zones.ManagedZones.from_config`).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
