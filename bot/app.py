@@ -9,7 +9,14 @@ from slack_bolt.error import BoltError
 
 from bot.errors import ConfigError
 from bot.services import Services
-from commands import bind_domain, check_now, domains, home, takeover, unbind_domain
+from commands import (
+    bind_domain,
+    binding_card,
+    domains,
+    home,
+    takeover,
+    unbind_domain,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,6 @@ def build_app(services: Services) -> App:
                 "OAuth Token again from the app's OAuth & Permissions page"
             ]
         ) from err
-    for module in (bind_domain, check_now, domains, unbind_domain, home, takeover):
+    for module in (bind_domain, binding_card, domains, unbind_domain, home, takeover):
         module.register(app, services)
     return app

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from bot import notices
-from bot.binding import insert_binding
+from bot.auto_cname import CnameStatus, CnameWrite, CnameWriter
+from bot.binding import insert_binding, note_cname
 from bot.clock import Clock
 from bot.config import Bucket, FileConfig
 from bot.errors import DomainbotError, ProviderError, SlackError
@@ -64,6 +65,7 @@ class ApprovalDesk:
         providers: Mapping[str, StorageProvider],
         clock: Clock,
         groups: GroupDirectory,
+        cname: CnameWriter,
         on_notice: Callable[[], None] = lambda: None,
     ) -> None:
         self._config = config
@@ -71,6 +73,7 @@ class ApprovalDesk:
         self._providers = providers
         self._clock = clock
         self._groups = groups
+        self._cname = cname
         self._on_notice = on_notice
         self._lifetime = timedelta(hours=config.approvers.expire_hours)
         self._apply_lock = threading.Lock()
@@ -268,8 +271,11 @@ class ApprovalDesk:
         except ProviderError:
             self._undo_release(from_bucket, approval.domain)
             raise
+        write = (
+            self._write_cname(approval.domain, target) if challenge.auto_cname else None
+        )
         try:
-            self._record_move(approval, challenge, old, to_bucket, target)
+            self._record_move(approval, challenge, old, to_bucket, target, write)
         except IntegrityError as err:
             provider.release(to_bucket, approval.domain)
             self._undo_release(from_bucket, approval.domain)
@@ -279,6 +285,17 @@ class ApprovalDesk:
                 "the domain was bound to another bucket meanwhile",
             ) from err
 
+    def _write_cname(self, domain: str, target: str) -> tuple[CnameWrite, str | None]:
+        """Point the domain's record at its new bucket, in a zone the bot manages.
+
+        The approval moved the domain, so a CNAME to the old bucket is replaced
+        without asking again.
+        """
+        write = self._cname.write(domain, target)
+        if write.status is CnameStatus.CONFLICT and write.replaceable:
+            return self._cname.replace(domain, target), write.detail
+        return write, None
+
     def _record_move(
         self,
         approval: Approval,
@@ -286,6 +303,7 @@ class ApprovalDesk:
         old: Binding | None,
         to_bucket: Bucket,
         target: str,
+        write: tuple[CnameWrite, str | None] | None,
     ) -> None:
         assert approval.id is not None and challenge.id is not None
         now = self._clock.now()
@@ -327,6 +345,8 @@ class ApprovalDesk:
                 created_at=now,
                 next_check_at=now,
             )
+            if write is not None:
+                note_cname(binding, write[0], replaced=write[1])
             tx.outbox.add(self._reply("takeover_done", approval, now))
             insert_binding(
                 tx,

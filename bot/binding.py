@@ -11,11 +11,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
 from bot import notices
+from bot.auto_cname import CnameStatus, CnameWrite, CnameWriter
 from bot.clock import Clock
 from bot.config import Bucket, FileConfig
 from bot.domain_names import is_under, normalise_domain
@@ -110,12 +111,14 @@ class BindingWorkflow:
         providers: Mapping[str, StorageProvider],
         clock: Clock,
         challenges: ChallengeOpener,
+        cname: CnameWriter,
     ) -> None:
         self._config = config
         self._db = db
         self._providers = providers
         self._clock = clock
         self._challenges = challenges
+        self._cname = cname
 
     def check_input(self, request: BindRequest) -> CheckedRequest:
         """Check what needs no storage; raise :class:`InvalidRequest` listing problems.
@@ -196,6 +199,10 @@ class BindingWorkflow:
         bucket = self._config.bucket(binding.bucket)
         if bucket is not None:
             self._provider(bucket).release(bucket, domain)
+        removed = binding.cname_status in (
+            CnameStatus.ADDED,
+            CnameStatus.REPLACED,
+        ) and self._remove_cname(domain, binding.target)
         now = self._clock.now()
         with self._db.transaction() as tx:
             before = binding.state
@@ -209,9 +216,7 @@ class BindingWorkflow:
                 raise NotBound(domain)
             binding.state, binding.released_at = BindingState.RELEASED, now
             self._audit(tx, binding, actor, "released", before)
-            facts = notices.binding_facts(
-                binding, bucket.internet_domain if bucket else binding.target
-            )
+            facts = self._facts(binding)
             thread = notices.binding_thread(binding.id)
             tx.outbox.add(
                 notices.to_channel(
@@ -221,6 +226,7 @@ class BindingWorkflow:
                     user=actor,
                     thread=thread,
                     actor=actor,
+                    cname_removed=removed,
                     **facts,
                 )
             )
@@ -309,6 +315,11 @@ class BindingWorkflow:
             created_at=now,
             next_check_at=now,
         )
+        write = (
+            self._cname.write(binding.domain, target) if request.auto_cname else None
+        )
+        if write is not None:
+            note_cname(binding, write)
         try:
             with self._db.transaction() as tx:
                 refusal = self._refusal(tx, checked)
@@ -321,14 +332,16 @@ class BindingWorkflow:
             with self._db.transaction() as tx:
                 refusal = self._refusal(tx, checked)
             refusal = refusal or BindOutcome(Outcome.DUPLICATE, checked.domain)
-        if isinstance(refusal, DomainConflict):
-            if created_at_provider:
-                self._provider(checked.bucket).release(checked.bucket, checked.domain)
-            return self._conflict(checked, refusal)
         if refusal is not None:
-            if created_at_provider and refusal.outcome is not Outcome.ALREADY_BOUND:
-                # Our provider call made a binding that no stored binding backs.
-                self._provider(checked.bucket).release(checked.bucket, checked.domain)
+            same_bucket = (
+                isinstance(refusal, BindOutcome)
+                and refusal.outcome is Outcome.ALREADY_BOUND
+            )
+            if not same_bucket:
+                # What this request made, no stored binding backs: undo it.
+                self._undo(checked, target, write, created_at_provider)
+            if isinstance(refusal, DomainConflict):
+                return self._conflict(checked, refusal)
             return refusal
         logger.info(
             "binding made domain=%s bucket=%s user=%s id=%s",
@@ -338,6 +351,77 @@ class BindingWorkflow:
             binding.id,
         )
         return BindOutcome(Outcome.CREATED, binding.domain, binding.id)
+
+    def _undo(
+        self,
+        checked: CheckedRequest,
+        target: str,
+        write: CnameWrite | None,
+        created_at_provider: bool,
+    ) -> None:
+        if created_at_provider:
+            self._provider(checked.bucket).release(checked.bucket, checked.domain)
+        if write is not None and write.status is CnameStatus.ADDED:
+            self._remove_cname(checked.domain, target)
+
+    def _remove_cname(self, domain: str, target: str) -> bool:
+        try:
+            return self._cname.remove(domain, target)
+        except ProviderError as err:
+            logger.warning("could not remove cname domain=%s: %s", domain, err)
+            return False
+
+    def replace_cname(
+        self, binding_id: int, *, actor: str, channel: str | None
+    ) -> Binding:
+        """Replace the CNAME standing in the way, as ``actor`` confirmed.
+
+        Raises :class:`NotBound` when the binding was released meanwhile.
+        """
+        with self._db.transaction() as tx:
+            binding = tx.bindings.get(binding_id)
+        if binding is None or binding.released_at is not None or binding.id is None:
+            raise NotBound(binding.domain if binding else f"binding {binding_id}")
+        replaced = binding.cname_detail
+        write = self._cname.replace(binding.domain, binding.target)
+        note_cname(binding, write, replaced=replaced)
+        now = self._clock.now()
+        with self._db.transaction() as tx:
+            tx.bindings.move_state(
+                binding.id,
+                binding.state,
+                binding.state,
+                cname_status=binding.cname_status,
+                cname_zone=binding.cname_zone,
+                cname_detail=binding.cname_detail,
+                next_check_at=now if binding.next_check_at else None,
+            )
+            self._audit(
+                tx, binding, actor, f"cname_{write.status.value}", binding.state
+            )
+            facts = self._facts(binding)
+            key = notices.binding_thread(binding.id)
+            tx.outbox.add(
+                notices.to_channel(
+                    "binding_cname_replaced",
+                    now,
+                    channel=channel,
+                    user=actor,
+                    thread=key,
+                    actor=actor,
+                    replaced=replaced,
+                    **facts,
+                )
+            )
+            tx.outbox.add(
+                notices.update("binding_card", now, key=key, user=actor, **facts)
+            )
+        return binding
+
+    def _facts(self, binding: Binding) -> dict[str, Any]:
+        bucket = self._config.bucket(binding.bucket)
+        own = bucket.internet_domain if bucket else binding.target
+        return notices.binding_facts(binding, own)
 
     def _conflict(
         self, checked: CheckedRequest, conflict: DomainConflict
@@ -496,3 +580,14 @@ def insert_binding(
         )
     )
     return binding
+
+
+def note_cname(
+    binding: Binding, write: CnameWrite, replaced: str | None = None
+) -> None:
+    """Keep on the binding what became of its automatic CNAME record."""
+    binding.cname_status = write.status.value
+    binding.cname_zone = write.zone
+    binding.cname_detail = (
+        replaced if write.status is CnameStatus.REPLACED else (write.detail)
+    )

@@ -26,9 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "check-config":
-            config = load_config()
-            print(f"domainbot: configuration OK ({len(config.file.buckets)} buckets)")
-            return 0
+            return _check_config()
         return _serve(args.port)
     except ConfigError as err:
         for problem in err.problems:
@@ -53,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("check-config", help="read the settings and report problems")
     return parser
+
+
+def _check_config() -> int:
+    from bot.services import managed_zones
+
+    config = load_config()
+    zones = managed_zones(config)
+    print(
+        f"domainbot: configuration OK ({len(config.file.buckets)} buckets, "
+        f"{len(zones)} managed DNS zones)"
+    )
+    return 0
 
 
 def _serve(port: int | None) -> int:

@@ -94,6 +94,9 @@ def binding_facts(binding: Binding, bucket_domain: str) -> dict[str, Any]:
         "created_at": epoch_seconds(binding.created_at),
         "live_at": binding.live_at and epoch_seconds(binding.live_at),
         "released_at": binding.released_at and epoch_seconds(binding.released_at),
+        "cname_status": binding.cname_status,
+        "cname_zone": binding.cname_zone,
+        "cname_detail": binding.cname_detail,
     }
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.approvals import ApprovalDesk
+from bot.auto_cname import CnameWriter
 from bot.binding import BindingWorkflow
 from bot.challenges import ChallengeDesk
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.delivery import Delivery
 from bot.dns_check import AuthoritativeDns
+from bot.dns_providers.zones import ManagedZones
 from bot.messages import Renderer
 from bot.providers import StorageProvider
 from bot.providers.local import LocalProvider
@@ -85,12 +89,14 @@ def build_services(
         policy=policy,
         on_notice=delivery.wake,
     )
+    cname = CnameWriter(managed_zones(config))
     approvals = ApprovalDesk(
         config=config.file,
         db=db,
         providers=providers,
         clock=clock,
         groups=slack,
+        cname=cname,
         on_notice=delivery.wake,
     )
     challenges = ChallengeDesk(
@@ -109,6 +115,7 @@ def build_services(
         providers=providers,
         clock=clock,
         challenges=challenges,
+        cname=cname,
     )
     return Services(
         config=config,
@@ -123,6 +130,18 @@ def build_services(
         providers=providers,
         delivery=delivery,
         workers=WorkerPool(),
+    )
+
+
+def managed_zones(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> ManagedZones:
+    """The zones the bot may write, with their secrets read from the environment.
+
+    Raises :class:`~bot.errors.ConfigError` listing every zone's problems.
+    """
+    return ManagedZones.from_config(
+        config.file.dns_zones, os.environ if environ is None else environ
     )
 
 

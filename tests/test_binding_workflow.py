@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 
 from bot.approvals import ApprovalDesk
+from bot.auto_cname import CnameWriter
 from bot.binding import BindingWorkflow, BindRequest, Outcome
 from bot.challenges import ChallengeDesk
 from bot.clock import ManualClock
 from bot.dns_check import AuthoritativeDns
+from bot.dns_providers.zones import ManagedZones
 from bot.errors import InvalidRequest, NotBound
 from bot.providers import StorageProvider
 from bot.providers.local import LocalProvider
@@ -41,6 +43,7 @@ def workflow(
         providers=providers,
         clock=clock,
         groups=SlackGateway(fake_slack.web_client()),
+        cname=CnameWriter(ManagedZones()),
     )
     challenges = ChallengeDesk(
         config=config,
@@ -52,7 +55,12 @@ def workflow(
         approvals=approvals,
     )
     return BindingWorkflow(
-        config=config, db=db, providers=providers, clock=clock, challenges=challenges
+        config=config,
+        db=db,
+        providers=providers,
+        clock=clock,
+        challenges=challenges,
+        cname=CnameWriter(ManagedZones()),
     )
 
 

@@ -28,6 +28,9 @@ CARD = {
     "created_at": 1_764_000_000,
     "live_at": None,
     "released_at": None,
+    "cname_status": None,
+    "cname_zone": None,
+    "cname_detail": None,
 }
 
 

@@ -23,6 +23,9 @@ BINDING = {
     "created_at": 1_764_000_000,
     "live_at": None,
     "released_at": None,
+    "cname_status": None,
+    "cname_zone": None,
+    "cname_detail": None,
 }
 
 CHALLENGE = {
@@ -83,7 +86,9 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "binding_live": BINDING | {"state": "live", "chain": [BINDING["target"]]},
     "binding_gave_up": BINDING | {"found": "no record", "problem": None, "tries": 75},
     "dns_problem": BINDING | {"problem": "ns1 timed out", "next_check": 1_764_000_600},
-    "binding_released": BINDING | {"actor": "U999"},
+    "binding_released": BINDING | {"actor": "U999", "cname_removed": False},
+    "binding_cname_replaced": BINDING
+    | {"actor": "U9", "replaced": "CNAME old.net", "cname_status": "replaced"},
     "check_result": BINDING
     | {"found": "no record", "problem": None, "next_check": 1_764_000_600},
     "request_already_bound": {
@@ -222,3 +227,39 @@ def test_the_approval_card_names_who_may_decide() -> None:
         "approval_card", APPROVAL | {"approver_users": [], "approver_groups": []}
     )
     assert "no approvers are configured" in str(nobody)
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "says", "button"),
+    [
+        (None, None, "manages no DNS zone that img.example.com is in", False),
+        ("added", None, "The bot added the CNAME record* in zone `example.com`", False),
+        ("apex", None, "is the apex of zone `example.com`", False),
+        (
+            "conflict",
+            "CNAME old.example.net",
+            "already has CNAME old.example.net",
+            True,
+        ),
+        ("conflict", "A 192.0.2.1", "remove them first", False),
+        ("failed", "REFUSED: check the TSIG key", "refused to add the record", False),
+    ],
+)
+def test_the_card_says_what_became_of_the_automatic_record(
+    status: str | None, detail: str | None, says: str, button: bool
+) -> None:
+    _, blocks = render(
+        "binding_card",
+        BINDING
+        | {
+            "auto_cname": True,
+            "cname_status": status,
+            "cname_zone": "example.com",
+            "cname_detail": detail,
+        },
+    )
+    assert says in str(blocks)
+    actions = [
+        e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert ("cname_replace" in actions) is button
