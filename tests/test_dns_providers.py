@@ -22,6 +22,7 @@ import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
@@ -441,3 +442,14 @@ def test_the_fake_alidns_checks_what_it_is_sent(fake_alidns: FakeAlidns) -> None
         (400, "MissingParameter"),
         (403, "IncorrectDomainUser"),
     ]
+
+
+def test_usable_from_a_thread_other_than_the_one_that_made_it(
+    harness: Harness,
+) -> None:
+    # The bot builds providers at start-up and writes from its worker threads.
+    name = harness.name()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        added = pool.submit(harness.provider.create_cname, name, OUTSIDE_TARGET)
+        assert added.result() is True
+    assert harness.at_source(name, "CNAME") == {OUTSIDE_TARGET}

@@ -95,6 +95,20 @@ class LexiconProvider(DnsProvider):
                 [f"dns_zones[{zone}].lexicon_provider: {line}" for line in err.problems]
             ) from err
         config.add_config_source(self._settings, 0)
+        self._options = dict(options)
+        # Lexicon's Client keeps per-thread state that only the thread which made
+        # it has, so each thread that writes gets a Client of its own.
+        self._threads = threading.local()
+        self._threads.client = self._client
+
+    def _thread_client(self) -> Client:
+        client: Client | None = getattr(self._threads, "client", None)
+        if client is None:
+            config = _config(self.zone, self.provider_name, self._options)
+            client = self._threads.client = _client(config)
+            # Above the zone lexicon guessed when the Client was made.
+            config.add_config_source(self._settings, 0)
+        return client
 
     def __repr__(self) -> str:
         return (
@@ -292,7 +306,7 @@ class LexiconProvider(DnsProvider):
 
     def _call(self, operation: str, name: str, action: Callable[[Any], _T]) -> _T:
         """Run ``action`` on a freshly opened client; errors become ProviderError."""
-        with self._errors(operation, name), self._client as ops:
+        with self._errors(operation, name), self._thread_client() as ops:
             return action(ops)
 
     @contextmanager

@@ -77,12 +77,21 @@ class PowerDns:
     reason and the end of the server's output.
     """
 
-    zone = ZONE
-
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        zone: str = ZONE,
+        address: str = ADDRESS,
+        dns_port: int = 0,
+    ) -> None:
+        """``dns_port`` 0 takes a free port; name servers found through a
+        delegation need 53, on an ``address`` of their own."""
         self.directory = directory
+        self.zone = zone
+        self.address = address
         self.api_key = secrets.token_urlsafe(24)
-        self.dns_port = 0
+        self.dns_port = dns_port
         self.http_port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -101,14 +110,14 @@ class PowerDns:
     @property
     def api_url(self) -> str:
         """The server's base URL, the form lexicon's ``pdns_server`` takes."""
-        return f"http://{ADDRESS}:{self.http_port}"
+        return f"http://{self.address}:{self.http_port}"
 
     @property
     def dns_address(self) -> tuple[str, int]:
-        return (ADDRESS, self.dns_port)
+        return (self.address, self.dns_port)
 
     def start(self) -> None:
-        """Start the server and create :data:`ZONE`; RuntimeError if it fails."""
+        """Start the server and create its zone; RuntimeError if it fails."""
         program = _program()
         if not SCHEMA.exists():
             raise RuntimeError(
@@ -131,7 +140,7 @@ class PowerDns:
             raise
         logger.info(
             "PowerDNS started: dns=%s:%d api=%s directory=%s",
-            ADDRESS,
+            self.address,
             self.dns_port,
             self.api_url,
             self.directory,
@@ -159,7 +168,7 @@ class PowerDns:
         query = dns.message.make_query(name, rdtype)
         query.flags &= ~dns.flags.RD
         response = dns.query.tcp(
-            query, ADDRESS, timeout=HTTP_SECONDS, port=self.dns_port
+            query, self.address, timeout=HTTP_SECONDS, port=self.dns_port
         )
         wanted = dns.rdatatype.from_text(rdtype)
         values = {
@@ -187,7 +196,7 @@ class PowerDns:
                 {"content": content, "disabled": False} for content in contents
             ],
         }
-        self.api("PATCH", f"zones/{ZONE}.", {"rrsets": [rrset]})
+        self.api("PATCH", f"zones/{self.zone}.", {"rrsets": [rrset]})
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """One call to the HTTP API; RuntimeError with the server's words if refused."""
@@ -217,12 +226,12 @@ class PowerDns:
         with sqlite3.connect(database) as connection:
             connection.executescript(SCHEMA.read_text())
         connection.close()
-        self.dns_port = _free_port()
-        self.http_port = _free_port()
+        self.dns_port = self.dns_port or _free_port(self.address)
+        self.http_port = _free_port(self.address)
         self._path("pdns.conf").write_text(
             _CONFIG.format(
                 database=database,
-                address=ADDRESS,
+                address=self.address,
                 dns_port=self.dns_port,
                 http_port=self.http_port,
                 directory=self.directory,
@@ -254,15 +263,15 @@ class PowerDns:
             "POST",
             "zones",
             {
-                "name": f"{ZONE}.",
+                "name": f"{self.zone}.",
                 "kind": "Native",
-                "nameservers": [f"ns1.{ZONE}."],
+                "nameservers": [f"ns1.{self.zone}."],
                 "rrsets": [
                     {
-                        "name": f"ns1.{ZONE}.",
+                        "name": f"ns1.{self.zone}.",
                         "type": "A",
                         "ttl": 3600,
-                        "records": [{"content": ADDRESS, "disabled": False}],
+                        "records": [{"content": self.address, "disabled": False}],
                     }
                 ],
             },
@@ -288,15 +297,15 @@ def _program() -> str:
     return path
 
 
-def _free_port() -> int:
-    """A port of 127.0.0.1 that is free for both TCP and UDP right now."""
+def _free_port(address: str) -> int:
+    """A port of ``address`` that is free for both TCP and UDP right now."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((ADDRESS, 0))
+            tcp.bind((address, 0))
             port = int(tcp.getsockname()[1])
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
-                    udp.bind((ADDRESS, port))
+                    udp.bind((address, port))
                 except OSError:
                     continue
         return port
