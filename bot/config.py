@@ -204,6 +204,10 @@ class Settings(BaseSettings):
     domainbot_resolvers: str | None = None
     domainbot_recheck_seconds: float = Field(default=60.0, gt=0)
     port: int | None = Field(default=None, ge=1, le=65535)
+    # Where the aliyun provider reaches OSS and CDN, for staging and tests; by
+    # default each bucket's own endpoint and Alibaba Cloud CDN's public one.
+    domainbot_oss_endpoint: str | None = None
+    domainbot_cdn_endpoint: str | None = None
 
     @field_validator("slack_api_url")
     @classmethod

@@ -154,5 +154,11 @@ def _storage_providers(
     if aliyun:
         from bot.providers.aliyun import AliyunProvider
 
-        providers["aliyun"] = AliyunProvider(buckets=aliyun, clock=clock)
+        settings = config.settings
+        providers["aliyun"] = AliyunProvider(
+            buckets=aliyun,
+            clock=clock,
+            oss_endpoint_override=settings.domainbot_oss_endpoint,
+            cdn_endpoint=settings.domainbot_cdn_endpoint,
+        )
     return providers

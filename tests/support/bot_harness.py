@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bot.app import build_app
 from bot.clock import Clock, ManualClock
@@ -81,8 +82,10 @@ def bot_config(
     resolvers: str = "",
     file: FileConfig | None = None,
     recheck: float = 60,
+    **more: Any,
 ) -> Config:
     settings = Settings(
+        **more,
         slack_bot_token=fake.bot_token,
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=fake.api_url,
@@ -102,9 +105,11 @@ def running_bot(
     resolvers: str = "",
     clock: Clock | None = None,
     file: FileConfig | None = None,
+    **settings: Any,
 ) -> Iterator[RunningBot]:
+    """The bot on a loopback port; ``settings`` are more environment settings."""
     url = database_url or f"sqlite:///{tmp_path / 'bot.db'}"
-    config = bot_config(fake, url, resolvers=resolvers, file=file)
+    config = bot_config(fake, url, resolvers=resolvers, file=file, **settings)
     clock = clock or ManualClock()
     services = build_services(config, clock=clock)
     server = HttpServer(build_app(services), host="127.0.0.1", port=0)
