@@ -83,6 +83,10 @@ class Binding(DnsWatched, table=True):
     created_at: datetime
     live_at: datetime | None = None
     released_at: datetime | None = None
+    # What became of the automatic CNAME record (see bot.auto_cname.CnameStatus).
+    cname_status: str | None = Field(default=None, max_length=16)
+    cname_zone: str | None = Field(default=None, max_length=253)
+    cname_detail: str | None = Field(default=None, max_length=1000)
 
 
 class ChallengeState(StrEnum):
