@@ -174,14 +174,21 @@ class BindingWorkflow:
             return self._report(checked, Outcome.REFUSED, err)
         return self._record(checked, target, created_at_provider=created)
 
-    def release(self, domain_text: str, *, actor: str, channel: str | None) -> Binding:
-        """Unbind a domain from its bucket; raise :class:`NotBound` if it is unbound."""
+    def current(self, domain_text: str) -> Binding:
+        """The binding of a domain as typed; raise :class:`NotBound` if there is none.
+
+        Raises :class:`InvalidDomain` when the text is not a domain name.
+        """
         domain = normalise_domain(domain_text)
         with self._db.transaction() as tx:
             binding = tx.bindings.current(domain)
         if binding is None:
             raise NotBound(domain)
-        return self._release(binding, actor=actor, channel=channel)
+        return binding
+
+    def release(self, domain_text: str, *, actor: str, channel: str | None) -> Binding:
+        """Unbind a domain from its bucket; raise :class:`NotBound` if it is unbound."""
+        return self._release(self.current(domain_text), actor=actor, channel=channel)
 
     def release_by_id(
         self, binding_id: int, *, actor: str, channel: str | None

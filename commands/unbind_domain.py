@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.domain_names import normalise_domain
-from bot.errors import RequestRefused
+from bot.errors import NotBound, RequestRefused
 from bot.messages import escape_mrkdwn
 from bot.services import Services
 from commands.after_ack import run_after_ack
@@ -34,24 +34,23 @@ def _command(services: Services) -> Callable[..., None]:
             ack(text=USAGE, response_type="ephemeral")
             return
         try:
-            domain = normalise_domain(text)
+            normalise_domain(text)
         except RequestRefused as err:
             ack(text=escape_mrkdwn(str(err)), response_type="ephemeral")
             return
         ack()
-        binding = next(
-            (b for b in services.workflow.bindings() if b.domain == domain), None
-        )
-        if binding is None:
-            respond(
-                text=f"{domain} is not bound to any bucket; /domains lists the bound "
-                "domains.",
-                response_type="ephemeral",
-            )
+        try:
+            binding = services.workflow.current(text)
+        except NotBound as err:
+            respond(text=escape_mrkdwn(str(err)), response_type="ephemeral")
             return
         message = services.renderer.message(
             "unbind_confirm",
-            {"domain": domain, "bucket": binding.bucket, "binding_id": binding.id},
+            {
+                "domain": binding.domain,
+                "bucket": binding.bucket,
+                "binding_id": binding.id,
+            },
         )
         respond(text=message.text, blocks=message.blocks, response_type="ephemeral")
 

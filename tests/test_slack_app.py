@@ -302,3 +302,16 @@ def test_the_home_tab_lists_what_is_waiting(bot: RunningBot) -> None:
     assert "*Waiting for DNS* (1)" in home
     assert "`img.example.com` → `media-hk` · found: not checked yet" in home
     assert "*Requests to take a domain over* (0)" in home
+
+
+def test_unbind_of_an_unbound_domain_or_bad_input_says_so(bot: RunningBot) -> None:
+    usage = bot.slack.slash_command("/unbind-domain", "")
+    bad = bot.slack.slash_command("/unbind-domain", "http://x.example.com/")
+    bot.slack.slash_command("/unbind-domain", "Nope.Example.com")
+    unbound = bot.fake.wait_for("response_url")
+
+    assert usage.json["text"].startswith("Usage: `/unbind-domain <domain>`")
+    assert "without scheme or path: x.example.com" in bad.json["text"]
+    assert unbound.params["text"] == (
+        "nope.example.com is not bound to any bucket. /domains lists the bound domains."
+    )
