@@ -84,6 +84,9 @@ def bind_view(
         "bind_modal",
         {
             "metadata": Mrkdwn(state.dump()),
+            # TODO: a static select holds at most 100 options, so only the first
+            # 100 buckets are offered (the one-line form reaches every bucket); an
+            # external select would list them all. The mark can go with it.
             "buckets": [_bucket_option(bucket) for bucket in buckets[:100]],
             "selected": _bucket_option(chosen) if chosen else None,
             "domain": domain,
