@@ -27,9 +27,12 @@ def build_app(services: Services) -> App:
     Raises :class:`ConfigError` when Slack refuses the bot token.
     """
     settings = services.config.settings
+    secret = settings.slack_signing_secret
     try:
         app = App(
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            signing_secret=secret.get_secret_value() if secret else "",
+            # Socket Mode's requests come over the bot's own connection, unsigned.
+            request_verification_enabled=settings.slack_app_token is None,
             client=services.slack.client,
             process_before_response=False,
             listener_executor=services.workers,

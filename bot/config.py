@@ -196,7 +196,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     slack_bot_token: SecretStr
-    slack_signing_secret: SecretStr
+    # Needed in HTTP mode only; Socket Mode's requests are not signed.
+    slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
@@ -290,10 +291,17 @@ def load_file_config(path: Path) -> FileConfig:
 
 
 def _load_settings(env: dict[str, str]) -> Settings:
+    fields = _settings_fields(env)
+    problems: list[str] = []
+    settings = None
     try:
-        settings = Settings(**_settings_fields(env))
+        settings = Settings(**fields)
     except ValidationError as err:
-        raise ConfigError(_describe_settings(err)) from err
+        problems = _describe_settings(err)
+    if not fields.get("slack_signing_secret") and not fields.get("slack_app_token"):
+        problems.insert(1, _MISSING_SIGNING_SECRET)
+    if problems or settings is None:
+        raise ConfigError(problems)
     try:
         settings.resolvers  # noqa: B018 - parsed here to report a bad value early
     except ValueError as err:
@@ -309,13 +317,21 @@ def _settings_fields(env: dict[str, str]) -> dict[str, Any]:
 def _describe_settings(err: ValidationError) -> list[str]:
     lines = []
     for problem in err.errors():
-        name = str(problem["loc"][0]).upper() if problem["loc"] else "environment"
+        if not problem["loc"]:
+            lines.append(_plain(problem["msg"]))
+            continue
+        name = str(problem["loc"][0]).upper()
         if problem["type"] == "missing":
             lines.append(f"{name} is not set; {_MISSING_HINTS.get(name, 'set it')}")
         else:
             lines.append(f"{name}: {_plain(problem['msg'])}")
     return lines
 
+
+_MISSING_SIGNING_SECRET = (
+    "SLACK_SIGNING_SECRET is not set; copy the Signing Secret from the Slack app's "
+    "Basic Information page (Socket Mode, with SLACK_APP_TOKEN, needs none)"
+)
 
 _MISSING_HINTS = {
     "SLACK_BOT_TOKEN": "copy the Bot User OAuth Token (xoxb-...) from the Slack app's "

@@ -14,10 +14,14 @@ here therefore ask the servers that hold the zone itself:
    followed and that zone is remembered too.
 
 Once a zone is known, a check costs one UDP query (TCP when the answer is truncated)
-and no resolver traffic. Queries are written and answers read here, with dnspython's
-name and wire parsers, rather than through :mod:`dns.message`: building and reading
-full message objects cost several times more than the exchange itself, and checks
-run by the thousand. :class:`AuthoritativeDns` is safe to share between threads.
+and no resolver traffic. :meth:`AuthoritativeDns.check_cnames` checks a batch at once:
+its questions go out together over one socket per server, many in flight at a time,
+which spares the thousands of sockets and waits that checks one by one would cost.
+
+Queries are written and answers read here, with dnspython's name and wire parsers,
+rather than through :mod:`dns.message`: building and reading full message objects
+cost several times more than the exchange itself, and checks run by the thousand.
+:class:`AuthoritativeDns` is safe to share between threads.
 
 Faults of the servers are returned as results in state ``dns_error`` (the caller
 tries again later) rather than raised.
@@ -25,15 +29,19 @@ tries again later) rather than raised.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
 import secrets
+import selectors
 import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
@@ -65,6 +73,9 @@ _CACHE_SWEEP_SIZE = 4096
 _NAME_CACHE_SIZE = 8192
 # Large enough for a typical CNAME or TXT answer, small enough to avoid fragments.
 _EDNS_PAYLOAD = 1232
+# Questions of a batch in flight to one server at a time: enough to keep a distant
+# server busy, few enough that a burst of answers fits a socket's receive buffer.
+_WINDOW = 64
 
 _IN = dns.rdataclass.IN
 _A = dns.rdatatype.A
@@ -194,6 +205,21 @@ class _Trail:
         return tuple(dict.fromkeys(self.servers))
 
 
+@dataclass
+class _Check:
+    """One pair of a batch given to :meth:`AuthoritativeDns.check_cnames`."""
+
+    domain: str
+    expected_target: str
+    name: dns.name.Name
+    expected: dns.name.Name
+    zone: _Zone | None = None
+    trail: _Trail = field(default_factory=_Trail)
+    problems: list[str] = field(default_factory=list)
+    reply: _Reply | None = None
+    result: CnameCheck | None = None
+
+
 class AuthoritativeDns:
     """Asks the authoritative servers of a name, found through recursive resolvers.
 
@@ -256,6 +282,42 @@ class AuthoritativeDns:
         else:
             state, found = CheckState.WAITING, self._records_words(name, reply, trail)
         return self._cname_result(name, expected, trail, state, found, None)
+
+    def check_cnames(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        executor: Executor | None = None,
+    ) -> list[CnameCheck]:
+        """Check many ``(domain, expected_target)`` pairs; the results come in order.
+
+        Each result is the one :meth:`check_cname` gives for its pair. The common
+        case, a name in a zone already known whose server answers with the CNAME to
+        the target or with NXDOMAIN, costs one question sent together with the
+        others'. The rest (a zone that cannot be found, a referral, a CNAME chain to
+        follow, a name with other records, a truncated answer) goes through
+        :meth:`check_cname`, on ``executor`` when given so that slow ones overlap.
+        Raises :class:`~bot.errors.InvalidDomain` as :meth:`check_cname` does.
+        """
+        checks = [
+            _Check(domain, target, _name(domain), _name(target))
+            for domain, target in pairs
+        ]
+        known, one_by_one = self._split_by_zone(checks)
+        self._ask_in_rounds(known)
+        for check in known:
+            if check.result is None and check.reply is not None:
+                check.result = self._settled(check, check.reply)
+            if check.result is None:
+                one_by_one.append(check)
+
+        results = self._check_each(one_by_one, executor)
+        for check, result in zip(one_by_one, results, strict=True):
+            check.result = result
+        logger.debug(
+            "CNAMEs checked: pairs=%d one_by_one=%d", len(checks), len(one_by_one)
+        )
+        return [_finished(check) for check in checks]
 
     def zone_of(self, name: str) -> str | None:
         """The zone ``name`` is in, as found through the resolvers; None if unknown.
@@ -329,6 +391,130 @@ class AuthoritativeDns:
             problem=problem,
             servers=trail.servers_text(),
         )
+
+    def _split_by_zone(self, checks: list[_Check]) -> tuple[list[_Check], list[_Check]]:
+        """Checks whose zone is remembered or found now, and the others."""
+        known, unknown = [], []
+        for check in checks:
+            try:
+                check.zone = self._zone_for(check.name)
+            except DnsError:
+                # check_cname reports it, from the failure remembered just now.
+                unknown.append(check)
+            else:
+                known.append(check)
+        return known, unknown
+
+    def _ask_in_rounds(self, checks: list[_Check]) -> None:
+        """Ask the checks' zone servers in turn, one server of every zone per round.
+
+        As :meth:`_ask_zone` does for one name, a check moves on to its zone's next
+        server only when the last one failed to answer with authority; the questions
+        of a round go out together. A check ends with its reply, with its result
+        when every server failed, or with neither when only :meth:`check_cname` can
+        read the answer (a referral or a truncated answer).
+        """
+        waiting = checks
+        position = 0
+        while waiting:
+            asking = []
+            for check in waiting:
+                if position < len(_zone_of(check).servers):
+                    asking.append(check)
+                else:
+                    check.result = self._unanswered(check)
+            waiting = self._ask_round(asking, position)
+            position += 1
+
+    def _ask_round(self, checks: list[_Check], position: int) -> list[_Check]:
+        """Ask each check's server at ``position`` at once; return the unanswered."""
+        logger.debug("asking together: questions=%d round=%d", len(checks), position)
+        servers = [_zone_of(check).servers[position] for check in checks]
+        queries = [_query_wire(check.name, _A, recursion=False) for check in checks]
+        questions = [
+            (server.address, query)
+            for server, query in zip(servers, queries, strict=True)
+        ]
+        outcomes = _Pipeline(self._timeout).ask(questions)
+        unanswered = []
+        for check, server, query, outcome in zip(
+            checks, servers, queries, outcomes, strict=True
+        ):
+            if not self._take(check, server, query, outcome):
+                unanswered.append(check)
+        return unanswered
+
+    def _take(
+        self, check: _Check, server: _Server, query: bytes, outcome: bytes | str
+    ) -> bool:
+        """Keep ``server``'s answer for ``check``; False if the next must be asked.
+
+        ``outcome`` is the answer, or what went wrong in asking.
+        """
+        zone = _zone_of(check)
+        check.trail.servers.append(str(server))
+        if isinstance(outcome, bytes) and _truncated(outcome):
+            return True
+        reply, problem = (
+            _read_reply(outcome, query, check.name)
+            if isinstance(outcome, bytes)
+            else (None, outcome)
+        )
+        if reply is not None:
+            referral, refusal = _judge(reply, zone.name, check.name)
+            if refusal is None:
+                # A referral leaves the reply unset: check_cname follows it.
+                check.reply = None if referral else reply
+                return True
+            problem = refusal
+        logger.warning(
+            "name server failed: server=%s zone=%s name=%s problem=%s",
+            server,
+            zone.name,
+            check.name,
+            problem,
+        )
+        check.problems.append(f"{server} {problem}")
+        return False
+
+    def _settled(self, check: _Check, reply: _Reply) -> CnameCheck | None:
+        """The result when ``reply`` settles the check; None when it takes more.
+
+        More means a CNAME to another name, whose chain is to be followed, or a name
+        without a CNAME, whose AAAA records are to be asked for.
+        """
+        targets = _targets(reply.answer, check.name, _CNAME)
+        trail = check.trail
+        if targets and targets[0] == check.expected:
+            trail.chain.append(targets[0])
+            state, found = CheckState.LIVE, _chain_words(trail)
+        elif not targets and reply.rcode == dns.rcode.NXDOMAIN:
+            state, found = CheckState.WAITING, "no record (NXDOMAIN)"
+        else:
+            return None
+        return self._cname_result(check.name, check.expected, trail, state, found, None)
+
+    def _unanswered(self, check: _Check) -> CnameCheck:
+        """The result when none of the zone's servers answered with authority."""
+        err = DnsError(_text(check.name), "; ".join(check.problems))
+        return self._cname_result(
+            check.name,
+            check.expected,
+            check.trail,
+            CheckState.DNS_ERROR,
+            "unknown: no name server answered",
+            str(err),
+        )
+
+    def _check_each(
+        self, checks: Sequence[_Check], executor: Executor | None
+    ) -> list[CnameCheck]:
+        def check_one(check: _Check) -> CnameCheck:
+            return self.check_cname(check.domain, check.expected_target)
+
+        if executor is None or len(checks) < 2:
+            return [check_one(check) for check in checks]
+        return list(executor.map(check_one, checks))
 
     def _follow(
         self,
@@ -445,18 +631,12 @@ class AuthoritativeDns:
         """Send one question; return the reply, or None and what went wrong."""
         query = _query_wire(name, rdtype, recursion=recursion)
         try:
-            reply = _parse_reply(self._exchange(query, address, port), query, name)
-        except TimeoutError:
-            return None, f"timed out after {self._timeout:g} s"
-        except OSError as err:
-            return None, f"could not be reached ({err.strerror or err})"
-        except EOFError:
-            return None, "closed the connection before answering"
+            wire = self._exchange(query, address, port)
         except DnsError as err:
             return None, f"sent an answer that could not be used ({err.reason})"
-        except dns.exception.DNSException as err:
-            return None, f"sent an answer that could not be read ({err})"
-        return reply, ""
+        except (OSError, EOFError) as err:
+            return None, _exchange_problem(err, self._timeout)
+        return _read_reply(wire, query, name)
 
     def _exchange(self, query: bytes, address: str, port: int) -> bytes:
         """Send a query over UDP, and over TCP when the answer comes truncated.
@@ -736,6 +916,41 @@ def _parse_reply(wire: bytes, query: bytes, name: dns.name.Name) -> _Reply:
     )
 
 
+def _read_reply(
+    wire: bytes, query: bytes, name: dns.name.Name
+) -> tuple[_Reply | None, str]:
+    """Parse an answer; return it, or None and why it could not be used."""
+    try:
+        return _parse_reply(wire, query, name), ""
+    except DnsError as err:
+        return None, f"sent an answer that could not be used ({err.reason})"
+    except dns.exception.DNSException as err:
+        return None, f"sent an answer that could not be read ({err})"
+
+
+def _exchange_problem(err: OSError | EOFError, timeout: float) -> str:
+    """Why a question got no answer, in words for a person."""
+    if isinstance(err, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    if isinstance(err, EOFError):
+        return "closed the connection before answering"
+    return f"could not be reached ({err.strerror or err})"
+
+
+def _truncated(wire: bytes) -> bool:
+    return len(wire) >= _HEADER.size and bool(_flags(wire) & dns.flags.TC)
+
+
+def _zone_of(check: _Check) -> _Zone:
+    assert check.zone is not None, "only checks in a known zone are asked together"
+    return check.zone
+
+
+def _finished(check: _Check) -> CnameCheck:
+    assert check.result is not None, "every check of a batch ends with a result"
+    return check.result
+
+
 def _read_records(parser: dns.wire.Parser, count: int) -> tuple[_Record, ...]:
     return tuple(_read_record(parser) for _ in range(count))
 
@@ -759,6 +974,165 @@ def _read_record(parser: dns.wire.Parser) -> _Record:
         else:
             parser.get_bytes(length)
     return _Record(owner, rdtype, ttl)
+
+
+@dataclass
+class _InFlight:
+    """A question sent and not yet answered; ``number`` is its place in the batch."""
+
+    number: int
+    query: bytes
+    sent_at: float
+    resent: bool = False
+
+
+class _Pipeline:
+    """Sends many questions over UDP at once and collects their answers.
+
+    Each server gets one connected socket, which hears only from that server and
+    hears of a closed port, and up to :data:`_WINDOW` questions in flight: each
+    answer lets the next question go. A question still unanswered after half the
+    timeout is sent once more, with the same id, so that an answer to either copy
+    counts; one still unanswered after the whole timeout has timed out, as it
+    would have alone.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+
+    def ask(self, questions: Sequence[tuple[str, bytes]]) -> list[bytes | str]:
+        """Send each ``(server address, query)`` to port 53.
+
+        Returns, in order, each answer, or what went wrong as the words
+        :meth:`AuthoritativeDns._ask` would use. Answers are not checked beyond
+        their id: that is for the caller, which knows the question.
+        """
+        outcomes: list[bytes | str] = [""] * len(questions)
+        lines: dict[str, _Line] = {}
+        for number, (address, query) in enumerate(questions):
+            if address not in lines:
+                lines[address] = _Line(address, self._timeout, outcomes)
+            lines[address].queue.append((number, query))
+
+        with selectors.DefaultSelector() as selector:
+            try:
+                for line in lines.values():
+                    line.open(selector)
+                self._run(selector, list(lines.values()))
+            finally:
+                for line in lines.values():
+                    line.close()
+        return outcomes
+
+    def _run(self, selector: selectors.BaseSelector, lines: list[_Line]) -> None:
+        while True:
+            now = time.monotonic()
+            for line in lines:
+                line.expire(now)
+                line.fill(now)
+            busy = [line for line in lines if line.in_flight]
+            if not busy:
+                return
+            wake = min(line.next_timer() for line in busy)
+            for key, _ in selector.select(max(0.0, wake - time.monotonic())):
+                key.data.read()
+
+
+class _Line:
+    """One server's part of a :class:`_Pipeline`: its socket and its questions.
+
+    What becomes of each question is written to ``outcomes`` at its number.
+    """
+
+    def __init__(self, address: str, timeout: float, outcomes: list[bytes | str]):
+        self.address = address
+        self.queue: deque[tuple[int, bytes]] = deque()
+        # By query id, in the order first sent.
+        self.in_flight: dict[bytes, _InFlight] = {}
+        self._timeout = timeout
+        self._outcomes = outcomes
+        self._socket: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None
+
+    def open(self, selector: selectors.BaseSelector) -> None:
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect((self.address, DNS_PORT))
+        except OSError as err:
+            sock.close()
+            self._fail_all(err)
+            return
+        selector.register(sock, selectors.EVENT_READ, self)
+        self._socket, self._selector = sock, selector
+
+    def close(self) -> None:
+        if self._socket is None:
+            return
+        if self._selector is not None:
+            self._selector.unregister(self._socket)
+        self._socket.close()
+        self._socket = None
+
+    def fill(self, now: float) -> None:
+        """Send queued questions until the window is full."""
+        while self.queue and self._socket and len(self.in_flight) < _WINDOW:
+            number, query = self.queue.popleft()
+            while query[:2] in self.in_flight:
+                query = secrets.token_bytes(2) + query[2:]
+            try:
+                self._socket.send(query)
+            except OSError as err:
+                self._outcomes[number] = _exchange_problem(err, self._timeout)
+                continue
+            self.in_flight[query[:2]] = _InFlight(number, query, now)
+
+    def read(self) -> None:
+        """Take every answer waiting at the socket."""
+        while self._socket is not None and self.in_flight:
+            try:
+                wire = self._socket.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                # An ICMP error, such as a closed port: no answer is coming.
+                self._fail_all(err)
+                return
+            flight = self.in_flight.pop(wire[:2], None)
+            if flight is not None:
+                self._outcomes[flight.number] = wire
+
+    def next_timer(self) -> float:
+        """No question's resend or time-out is due before this moment."""
+        oldest = next(iter(self.in_flight.values()))
+        return oldest.sent_at + self._timeout / 2
+
+    def expire(self, now: float) -> None:
+        """Send again what is half-way to its time-out; give up on what is past it."""
+        if not self.in_flight or now < self.next_timer():
+            return
+        for key, flight in list(self.in_flight.items()):
+            age = now - flight.sent_at
+            if age >= self._timeout:
+                del self.in_flight[key]
+                self._outcomes[flight.number] = _exchange_problem(
+                    TimeoutError(), self._timeout
+                )
+            elif age >= self._timeout / 2 and not flight.resent and self._socket:
+                flight.resent = True
+                with contextlib.suppress(OSError):
+                    self._socket.send(flight.query)
+
+    def _fail_all(self, err: OSError) -> None:
+        problem = _exchange_problem(err, self._timeout)
+        for flight in self.in_flight.values():
+            self._outcomes[flight.number] = problem
+        for number, _ in self.queue:
+            self._outcomes[number] = problem
+        self.in_flight.clear()
+        self.queue.clear()
+        self.close()
 
 
 def _flags(wire: bytes) -> int:

@@ -30,6 +30,11 @@ def normalise_domain(text: str, *, reserved_suffixes: tuple[str, ...] = ()) -> s
     if not raw:
         raise InvalidDomain(text, "Enter a domain name, for example img.example.com.")
     _refuse_urls(raw)
+    if any(character.isspace() for character in raw):
+        raise InvalidDomain(
+            text,
+            "A domain name has no spaces. Give one host name, such as img.example.com.",
+        )
     name = raw.lower().removesuffix(".")
     if "*" in name:
         raise InvalidDomain(

@@ -84,8 +84,18 @@ class HttpServer:
 
 
 def serve_socket_mode(app: App, app_token: str) -> None:
-    """Connect to Slack over Socket Mode; needs no public URL. Blocks."""
+    """Connect to Slack over Socket Mode; needs no public URL.
+
+    Blocks until interrupted (SIGTERM arrives as KeyboardInterrupt), then closes
+    the connection with a proper close frame.
+    """
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    handler = SocketModeHandler(app, app_token)
     logger.info("connecting to Slack in Socket Mode")
-    SocketModeHandler(app, app_token).start()  # type: ignore[no-untyped-call]
+    handler.connect()  # type: ignore[no-untyped-call]
+    try:
+        threading.Event().wait()
+    finally:
+        handler.close()  # type: ignore[no-untyped-call]
+        logger.info("Socket Mode connection closed")

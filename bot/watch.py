@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from bot.config import FileConfig
 from bot.dns_check import CheckState, CnameCheck
 from bot.recheck import RecheckPolicy
 from storage import Database, Transaction
-from storage.models import AuditEvent, Binding, BindingState
+from storage.models import AuditEvent, Binding, BindingState, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ SYSTEM_ACTOR = "domainbot"
 
 class CnameChecker(Protocol):
     def check_cname(self, domain: str, expected_target: str) -> CnameCheck: ...
+
+    def check_cnames(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        executor: Executor | None = None,
+    ) -> list[CnameCheck]: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,9 @@ class DnsWatch:
                 due = tx.bindings.due(self._clock.now(), self._batch_size)
             if not due:
                 break
-            results = list(self._pool.map(self._check, due))
+            # The pool takes the few checks that need more than one question.
+            pairs = [(binding.domain, binding.target) for binding in due]
+            results = self._dns.check_cnames(pairs, executor=self._pool)
             batch_live, batch_failed = self._record(due, results, actor=SYSTEM_ACTOR)
             checked, live, failed = (
                 checked + len(due),
@@ -125,23 +134,33 @@ class DnsWatch:
         actor: str,
         asked_by: str | None = None,
     ) -> tuple[int, int]:
+        """Write the results of a batch in one transaction; return (live, failed).
+
+        The checks that change nothing but the next check's time are written with
+        one statement, and so are the changes of state: a row at a time, they cost
+        more than the checks themselves.
+        """
         now = self._clock.now()
-        changes: list[dict[str, Any]] = []
-        live = failed = 0
+        waiting: list[dict[str, Any]] = []
+        going_live: list[tuple[Binding, CnameCheck]] = []
+        giving_up: list[tuple[Binding, CnameCheck]] = []
         with self._db.transaction() as tx:
             for binding, result in zip(bindings, results, strict=True):
-                assert binding.id is not None
                 if result.state is CheckState.LIVE:
-                    live += self._go_live(tx, binding, result, actor, now)
+                    going_live.append((binding, result))
                     continue
                 change = self._keep_waiting(tx, binding, result, now)
                 if change.get("state") is BindingState.FAILED:
-                    failed += self._give_up(tx, binding, result, now)
+                    giving_up.append((binding, result))
                     continue
-                changes.append(change)
+                waiting.append(change)
                 if asked_by is not None:
                     self._tell_requester(binding, asked_by, result, tx=tx, at=now)
-            tx.bindings.save_checks(changes)
+            tx.bindings.save_checks(waiting)
+            notes = _Notes()
+            live = self._go_live(tx, going_live, actor, now, notes)
+            failed = self._give_up(tx, giving_up, now, notes)
+            notes.store(tx)
         if live or failed or asked_by:
             self._on_notice()
         return live, failed
@@ -177,28 +196,46 @@ class DnsWatch:
     def _go_live(
         self,
         tx: Transaction,
+        found: Sequence[tuple[Binding, CnameCheck]],
+        actor: str,
+        now: datetime,
+        notes: _Notes,
+    ) -> int:
+        """Make live the bindings whose CNAME was found; return how many moved.
+
+        One that left ``pending_dns`` meanwhile (released, say) is left as it is.
+        """
+        moved = tx.bindings.move_many(
+            BindingState.PENDING_DNS,
+            BindingState.LIVE,
+            [
+                {
+                    "id": binding.id,
+                    "live_at": now,
+                    "next_check_at": None,
+                    "check_count": binding.check_count + 1,
+                    "last_checked_at": now,
+                    "last_found": result.found,
+                    "last_problem": None,
+                }
+                for binding, result in found
+            ],
+        )
+        for binding, result in found:
+            if binding.id in moved:
+                self._announce_live(binding, result, actor, now, notes)
+        return len(moved)
+
+    def _announce_live(
+        self,
         binding: Binding,
         result: CnameCheck,
         actor: str,
         now: datetime,
-    ) -> int:
-        assert binding.id is not None
-        moved = tx.bindings.move_state(
-            binding.id,
-            BindingState.PENDING_DNS,
-            BindingState.LIVE,
-            live_at=now,
-            next_check_at=None,
-            check_count=binding.check_count + 1,
-            last_checked_at=now,
-            last_found=result.found,
-            last_problem=None,
-        )
-        if not moved:
-            return 0
+        notes: _Notes,
+    ) -> None:
         binding.state = BindingState.LIVE
-        self._audit(
-            tx,
+        notes.event(
             binding,
             actor,
             "dns_live",
@@ -206,37 +243,50 @@ class DnsWatch:
             now,
             detail=" -> ".join((binding.domain, *result.chain)),
         )
-        tx.outbox.add(
+        notes.messages.append(
             self._thread_notice("binding_live", binding, now, chain=list(result.chain))
         )
-        tx.outbox.add(self._root_update(binding, now))
+        notes.messages.append(self._root_update(binding, now))
         logger.info(
             "binding live domain=%s bucket=%s id=%s",
             binding.domain,
             binding.bucket,
             binding.id,
         )
-        return 1
 
     def _give_up(
-        self, tx: Transaction, binding: Binding, result: CnameCheck, now: datetime
+        self,
+        tx: Transaction,
+        checked: Sequence[tuple[Binding, CnameCheck]],
+        now: datetime,
+        notes: _Notes,
     ) -> int:
-        assert binding.id is not None
-        moved = tx.bindings.move_state(
-            binding.id,
+        """Fail the bindings whose time ran out; return how many moved."""
+        moved = tx.bindings.move_many(
             BindingState.PENDING_DNS,
             BindingState.FAILED,
-            next_check_at=None,
-            check_count=binding.check_count + 1,
-            last_checked_at=now,
-            last_found=result.found,
-            last_problem=result.problem,
+            [
+                {
+                    "id": binding.id,
+                    "next_check_at": None,
+                    "check_count": binding.check_count + 1,
+                    "last_checked_at": now,
+                    "last_found": result.found,
+                    "last_problem": result.problem,
+                }
+                for binding, result in checked
+            ],
         )
-        if not moved:
-            return 0
+        for binding, result in checked:
+            if binding.id in moved:
+                self._announce_failure(binding, result, now, notes)
+        return len(moved)
+
+    def _announce_failure(
+        self, binding: Binding, result: CnameCheck, now: datetime, notes: _Notes
+    ) -> None:
         binding.state = BindingState.FAILED
-        self._audit(
-            tx,
+        notes.event(
             binding,
             SYSTEM_ACTOR,
             "dns_gave_up",
@@ -244,7 +294,7 @@ class DnsWatch:
             now,
             detail=result.found,
         )
-        tx.outbox.add(
+        notes.messages.append(
             self._thread_notice(
                 "binding_gave_up",
                 binding,
@@ -254,14 +304,13 @@ class DnsWatch:
                 tries=binding.check_count + 1,
             )
         )
-        tx.outbox.add(self._root_update(binding, now))
+        notes.messages.append(self._root_update(binding, now))
         logger.info(
             "binding failed domain=%s bucket=%s id=%s",
             binding.domain,
             binding.bucket,
             binding.id,
         )
-        return 1
 
     def _tell_requester(
         self,
@@ -319,9 +368,20 @@ class DnsWatch:
         own = bucket.internet_domain if bucket else binding.target
         return notices.binding_facts(binding, own)
 
-    def _audit(
+
+@dataclass
+class _Notes:
+    """The audit events and notices of a batch's changes of state.
+
+    They are stored together at the end of the batch, one statement for each
+    table, rather than flushed by the session one row at a time.
+    """
+
+    events: list[AuditEvent] = field(default_factory=list)
+    messages: list[OutboxMessage] = field(default_factory=list)
+
+    def event(
         self,
-        tx: Transaction,
         binding: Binding,
         actor: str,
         action: str,
@@ -331,7 +391,7 @@ class DnsWatch:
         detail: str | None,
     ) -> None:
         assert binding.id is not None
-        tx.audit.record(
+        self.events.append(
             AuditEvent(
                 at=now,
                 actor=actor,
@@ -344,3 +404,7 @@ class DnsWatch:
                 detail=detail,
             )
         )
+
+    def store(self, tx: Transaction) -> None:
+        tx.audit.record_many(self.events)
+        tx.outbox.add_many(self.messages)

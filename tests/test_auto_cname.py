@@ -131,7 +131,7 @@ def test_an_existing_cname_is_kept_until_someone_confirms(
     card = bind(bot, f"{domain} media-hk auto-cname")
 
     text = card_text(bot, card)
-    assert f"already has CNAME old-bucket.oss-cn-hongkong.aliyuncs.com" in text
+    assert "already has CNAME old-bucket.oss-cn-hongkong.aliyuncs.com" in text
     assert at_authoritative(dns_lab.authoritative, domain, "CNAME") == {
         "old-bucket.oss-cn-hongkong.aliyuncs.com"
     }

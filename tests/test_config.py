@@ -141,7 +141,8 @@ def test_serve_exits_with_one_line_per_problem_and_no_traceback(
         "domainbot: SLACK_BOT_TOKEN is not set; copy the Bot User OAuth Token "
         "(xoxb-...) from the Slack app's OAuth & Permissions page",
         "domainbot: SLACK_SIGNING_SECRET is not set; copy the Signing Secret from the "
-        "Slack app's Basic Information page",
+        "Slack app's Basic Information page (Socket Mode, with SLACK_APP_TOKEN, needs "
+        "none)",
     ]
 
 
@@ -163,3 +164,14 @@ def test_serve_reports_a_bad_file_the_same_way(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     assert all(line.startswith("domainbot: ") for line in run.stderr.splitlines())
     assert "buckets[1].endpoint: missing; add it" in run.stderr
+
+
+def test_socket_mode_needs_no_signing_secret(tmp_path: Path) -> None:
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_APP_TOKEN": "xapp-test",
+        "DOMAINBOT_CONFIG": str(write(tmp_path, TOML)),
+    }
+    config = load_config(env)
+    assert config.settings.slack_signing_secret is None
+    assert config.settings.slack_app_token is not None

@@ -18,22 +18,37 @@ Faults a test injects per method: :meth:`FakeSlack.rate_limit` (HTTP 429 with
 :meth:`FakeSlack.delay`. Blocks are checked against the Block Kit limits the bot is
 most likely to break (block count, text lengths, unknown block types).
 
+Socket Mode is here too. ``apps.connections.open``, called with the app-level token,
+hands out a ``ws://`` link to this same server; the app opens a WebSocket there and
+the fake greets it with Slack's ``hello``. A test pushes envelopes down the link with
+:meth:`FakeSlack.socket_send` and waits for the app's acknowledgement with
+:meth:`FakeSlack.socket_ack`. The WebSocket side is RFC 6455 cut down to what Slack's
+clients use: text frames (masked by the client, not by the server), ping and pong,
+and the closing handshake; no extensions, no TLS.
+
 Every answer follows the shapes in Slack's method reference, reduced to the fields a
 bot reads. Nothing here is reachable from outside 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
+import dataclasses
 import email.parser
 import email.policy
+import hashlib
+import io
 import itertools
 import json
 import logging
 import secrets
+import socket
+import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +62,34 @@ logger = logging.getLogger(__name__)
 
 BOT_TOKEN = "xoxb-000000000001-000000000002-fakedomainbottoken"
 """The bot token a :class:`FakeSlack` accepts unless told otherwise."""
+
+APP_TOKEN = "xapp-1-A0000DBOT-0000000000001-fakedomainbotapptoken"
+"""The app-level token a :class:`FakeSlack` accepts for Socket Mode by default."""
+
+# Slack answers these methods for an app-level token only, the rest for the bot's.
+_APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+_ENVELOPE_TYPES = frozenset({"slash_commands", "interactive", "events_api"})
+_LINK_PATH = "/link/"
+# Slack's messages on a link carry this; the fake's host name is its own.
+_DEBUG_INFO = {"host": "applink-fake-1", "build_number": 1}
+
+# RFC 6455: the GUID a server hashes with the client's key, opcodes, close codes.
+_WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_OP_CONTINUATION = 0x0
+_OP_TEXT = 0x1
+_OP_BINARY = 0x2
+_OP_CLOSE = 0x8
+_OP_PING = 0x9
+_OP_PONG = 0xA
+_OPCODES = frozenset({_OP_CONTINUATION, _OP_TEXT, _OP_BINARY})
+_CONTROL_OPCODES = frozenset({_OP_CLOSE, _OP_PING, _OP_PONG})
+_CLOSE_NORMAL = 1000
+_CLOSE_GOING_AWAY = 1001
+_CLOSE_PROTOCOL_ERROR = 1002
+_CLOSE_TOO_BIG = 1009
+_FRAME_LIMIT = 1 << 20
+# How long stop() waits for the app to answer its close frame before hanging up.
+_CLOSE_WAIT = 1.0
 
 # Arguments Slack takes as JSON text inside a form body.
 _JSON_FIELDS = frozenset({"blocks", "attachments", "view", "metadata", "unfurls"})
@@ -112,6 +155,30 @@ class Call:
         return error if isinstance(error, str) else None
 
 
+@dataclass(frozen=True)
+class SocketConnection:
+    """One Socket Mode WebSocket the app opened, as it stood when asked.
+
+    ``opened_at`` is the ``time.monotonic()`` reading when the fake sent ``hello``.
+    ``closed_by`` is ``"app"`` when the app sent a close frame first or hung up,
+    ``"fake"`` when the fake closed first (:meth:`FakeSlack.stop`, a frame that
+    breaks RFC 6455), ``None`` while the connection is open. ``close_code`` is the
+    code in the app's close frame, ``None`` when none came.
+    """
+
+    connection_id: str
+    ticket: str
+    opened_at: float
+    closed_at: float | None = None
+    closed_by: str | None = None
+    close_code: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether neither side has closed the connection yet."""
+        return self.closed_at is None
+
+
 class _Refusal(Exception):
     """Raised inside a method handler to answer ``ok: false``."""
 
@@ -144,6 +211,121 @@ class _Answer:
     delay: float = 0.0
 
 
+class _ProtocolError(Exception):
+    """The app sent a frame RFC 6455 forbids; the fake closes with ``code``."""
+
+    def __init__(self, reason: str, code: int = _CLOSE_PROTOCOL_ERROR) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class _Link:
+    """The server's end of one WebSocket: its framing and its state.
+
+    ``state`` and ``pongs`` change only with the fake's lock held; sending is
+    serialised by the link's own lock, so a test thread and the reading thread may
+    both send.
+    """
+
+    def __init__(
+        self, sock: socket.socket, rfile: io.BufferedIOBase, state: SocketConnection
+    ) -> None:
+        self.sock = sock
+        self.rfile = rfile
+        self.state = state
+        self.pongs: list[bytes] = []
+        self.thread = threading.current_thread()
+        self._send_lock = threading.Lock()
+        self._closing = False
+        self._fragments: list[bytes] = []
+        self._fragment_opcode = _OP_TEXT
+
+    @property
+    def closing(self) -> bool:
+        """Whether the fake has sent its close frame."""
+        return self._closing
+
+    def send(self, opcode: int, data: bytes) -> None:
+        """Send one unmasked frame, as a server must.
+
+        Raises:
+            ConnectionError: the fake has already sent its close frame.
+            OSError: the socket failed.
+        """
+        with self._send_lock:
+            if self._closing:
+                raise ConnectionError("the fake has closed this WebSocket")
+            self.sock.sendall(_frame(opcode, data))
+
+    def send_json(self, message: Mapping[str, Any]) -> None:
+        """Send ``message`` as one text frame of JSON."""
+        self.send(_OP_TEXT, json.dumps(message).encode())
+
+    def close(self, code: int, reason: str = "") -> bool:
+        """Send a close frame, unless one was sent; whether this call sent it."""
+        with self._send_lock:
+            if self._closing:
+                return False
+            self._closing = True
+            data = struct.pack("!H", code) + reason.encode()[:123]
+            # The app may have hung up already; the link ends either way.
+            with contextlib.suppress(OSError):
+                self.sock.sendall(_frame(_OP_CLOSE, data))
+            return True
+
+    def receive(self) -> tuple[int, bytes]:
+        """The next control frame or whole data message from the app, unmasked.
+
+        Raises:
+            EOFError: the app hung up.
+            _ProtocolError: the app broke RFC 6455.
+            OSError: the socket failed.
+        """
+        while True:
+            fin, opcode, data = self._read_frame()
+            if opcode in _CONTROL_OPCODES:
+                return opcode, data
+            if opcode != _OP_CONTINUATION:
+                if self._fragments:
+                    raise _ProtocolError("a message began inside a fragmented one")
+                self._fragment_opcode = opcode
+            elif not self._fragments:
+                raise _ProtocolError("a continuation frame with nothing to continue")
+            self._fragments.append(data)
+            if fin:
+                message, self._fragments = b"".join(self._fragments), []
+                return self._fragment_opcode, message
+
+    def _read_frame(self) -> tuple[bool, int, bytes]:
+        first, second = self._read(2)
+        fin, opcode, length = bool(first & 0x80), first & 0x0F, second & 0x7F
+        if first & 0x70:
+            raise _ProtocolError("reserved bits set, but no extension was agreed")
+        if opcode not in _OPCODES | _CONTROL_OPCODES:
+            raise _ProtocolError(f"unknown opcode {opcode:#x}")
+        if not second & 0x80:
+            raise _ProtocolError("a client must mask its frames")
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read(8))
+        if opcode in _CONTROL_OPCODES and (length > 125 or not fin):
+            raise _ProtocolError("a control frame must be whole and short")
+        if length > _FRAME_LIMIT:
+            raise _ProtocolError("frame too big for the fake", _CLOSE_TOO_BIG)
+
+        mask = self._read(4)
+        masked = self._read(length)
+        return fin, opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(masked))
+
+    def _read(self, size: int) -> bytes:
+        data = self.rfile.read(size)
+        if len(data) < size:
+            raise EOFError("the app hung up")
+        return data
+
+
 class FakeSlack:
     """A Slack Web API on ``http://127.0.0.1:<port>``, for tests and benchmarks.
 
@@ -151,8 +333,11 @@ class FakeSlack:
     are safe to call from any thread while the server runs.
 
     Args:
-        bot_token: the only token accepted; other tokens get ``invalid_auth``, a
+        bot_token: the only token accepted by the methods a bot calls; the app
+            token gets ``not_allowed_token_type``, other tokens ``invalid_auth``, a
             request without one ``not_authed``.
+        app_token: the only token ``apps.connections.open`` accepts; the bot token
+            gets ``not_allowed_token_type``, other tokens ``invalid_auth``.
         strict_triggers: refuse a ``trigger_id`` the fake did not issue through
             :meth:`new_trigger_id` with ``invalid_trigger_id``. When false, an unknown
             trigger id opens one view and is then spent like any other.
@@ -165,6 +350,7 @@ class FakeSlack:
         self,
         *,
         bot_token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
         team_id: str = "T0000DBOT",
         team_name: str = "Example",
         team_domain: str = "example",
@@ -177,6 +363,7 @@ class FakeSlack:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -194,7 +381,9 @@ class FakeSlack:
         self._last_ts_us = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._links: list[_Link] = []
         self._methods: dict[str, MethodHandler] = {
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -231,10 +420,15 @@ class FakeSlack:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket; a no-op when stopped."""
+        """Stop serving and close the listening socket; a no-op when stopped.
+
+        Open Socket Mode connections are closed first: each gets a close frame
+        (1001, going away) and a second to answer it before the fake hangs up.
+        """
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        self._close_links()
         server.shutdown()
         server.server_close()
         thread.join()
@@ -405,7 +599,8 @@ class FakeSlack:
     def reset(self) -> None:
         """Forget every call, fault, delay, message, view, trigger and declaration.
 
-        Ids and ``ts`` values keep increasing across a reset.
+        Socket Mode tickets, envelopes and the app's messages go too, but open
+        connections stay open. Ids and ``ts`` values keep increasing across a reset.
         """
         with self._lock:
             self._clear_state()
@@ -497,6 +692,161 @@ class FakeSlack:
         with self._lock:
             return copy.deepcopy(self._views[self._homes[user_id]])
 
+    # -- Socket Mode -------------------------------------------------------------
+
+    def wait_for_socket(
+        self, timeout: float = 10.0, *, opened: int = 1
+    ) -> SocketConnection:
+        """Wait until the app has opened ``opened`` connections; return the newest.
+
+        A connection counts once the fake has sent it ``hello``; the newest one must
+        still be open. Pass ``opened=2`` to wait for a reconnection.
+
+        Raises:
+            AssertionError: that did not happen within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if len(self._links) >= opened and self._links[-1].state.is_open:
+                    return self._links[-1].state
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            seen = [link.state for link in self._links]
+            opens = len(self.calls("apps.connections.open"))
+        raise AssertionError(
+            f"the app did not open Socket Mode connection number {opened} within "
+            f"{timeout} s; apps.connections.open calls: {opens}; connections: {seen}"
+        )
+
+    def socket_connections(self) -> list[SocketConnection]:
+        """Every Socket Mode connection the app opened, oldest first."""
+        with self._lock:
+            return [link.state for link in self._links]
+
+    def socket_send(
+        self,
+        payload_type: str,
+        payload: Mapping[str, Any],
+        *,
+        accepts_response_payload: bool | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+    ) -> str:
+        """Push an envelope to the app over its newest open connection; its id.
+
+        ``payload`` is what Slack would post over HTTP, as a JSON object: for
+        ``slash_commands`` the command's fields, for ``interactive`` the interaction
+        itself (not inside a ``payload`` form field), for ``events_api`` the
+        ``event_callback`` body. ``accepts_response_payload`` defaults to true,
+        except for ``events_api``, whose envelopes also carry ``retry_attempt`` and
+        ``retry_reason``.
+
+        Raises:
+            ValueError: ``payload_type`` is none of the three.
+            RuntimeError: the app has no open connection.
+        """
+        if payload_type not in _ENVELOPE_TYPES:
+            raise ValueError(f"unknown Socket Mode payload type {payload_type!r}")
+        if accepts_response_payload is None:
+            accepts_response_payload = payload_type != "events_api"
+        envelope_id = str(uuid.uuid4())
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "payload": copy.deepcopy(dict(payload)),
+            "type": payload_type,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if payload_type == "events_api":
+            envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason)
+
+        with self._lock:
+            link = self._newest_link()
+            self._envelopes[envelope_id] = envelope
+        link.send_json(envelope)
+        logger.debug(
+            "fake slack sent envelope=%s type=%s connection=%s",
+            envelope_id,
+            payload_type,
+            link.state.connection_id,
+        )
+        return envelope_id
+
+    def socket_ack(self, envelope_id: str, timeout: float = 3.0) -> dict[str, Any]:
+        """The app's acknowledgement of ``envelope_id``, waiting if needed.
+
+        The answer is the message as the app sent it: ``envelope_id``, and
+        ``payload`` when the app acknowledged with content (``text``,
+        ``response_action``, ...).
+
+        Raises:
+            AssertionError: no acknowledgement arrived within ``timeout`` seconds;
+                the message lists the envelopes sent and which were acknowledged.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while envelope_id not in self._acks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    sent = [
+                        f"  {key} {envelope['type']} acked={key in self._acks}"
+                        for key, envelope in self._envelopes.items()
+                    ]
+                    raise AssertionError(
+                        f"no acknowledgement of envelope {envelope_id} within "
+                        f"{timeout} s; envelopes sent:\n"
+                        + ("\n".join(sent) or "  (none)")
+                    )
+                self._changed.wait(remaining)
+            return copy.deepcopy(self._acks[envelope_id])
+
+    def socket_messages(self) -> list[dict[str, Any]]:
+        """Every text message the app sent over Socket Mode, oldest first.
+
+        Messages are decoded from JSON; one that is not a JSON object is kept as
+        ``{"unparsed": <text>}``.
+        """
+        with self._lock:
+            return copy.deepcopy(self._socket_messages)
+
+    def socket_ping(self, data: bytes = b"fake-slack", timeout: float = 3.0) -> float:
+        """Ping the app's newest connection; the seconds until its pong came back.
+
+        Raises:
+            RuntimeError: the app has no open connection.
+            AssertionError: no pong carrying ``data`` came within ``timeout`` s.
+        """
+        with self._lock:
+            link = self._newest_link()
+        started = time.monotonic()
+        link.send(_OP_PING, data)
+        with self._changed:
+            while data not in link.pongs:
+                remaining = started + timeout - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no pong within {timeout} s")
+                self._changed.wait(remaining)
+            link.pongs.remove(data)
+        return time.monotonic() - started
+
+    def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Send Slack's ``disconnect`` message on the newest open connection.
+
+        Slack sends it before it retires a connection (``refresh_requested``,
+        ``warning``, ``link_disabled``); a Socket Mode client answers by opening a
+        new one. The fake leaves the old connection open for the app to close.
+
+        Raises:
+            RuntimeError: the app has no open connection.
+        """
+        with self._lock:
+            link = self._newest_link()
+        link.send_json(
+            {"type": "disconnect", "reason": reason, "debug_info": _DEBUG_INFO}
+        )
+
     # -- serving -----------------------------------------------------------------
 
     def _answer_api(
@@ -563,8 +913,12 @@ class FakeSlack:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         if token is None:
             return 200, {"ok": False, "error": "not_authed"}, {}
-        if token != self.bot_token:
-            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        expected = self.app_token if method in _APP_TOKEN_METHODS else self.bot_token
+        if token != expected:
+            # Slack tells a token of the wrong kind from one it does not know.
+            known = token in (self.app_token, self.bot_token)
+            error = "not_allowed_token_type" if known else "invalid_auth"
+            return 200, {"ok": False, "error": error}, {}
 
         try:
             if decode_error is not None:
@@ -616,8 +970,132 @@ class FakeSlack:
         self._usergroups: dict[str, list[str]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
+        self._tickets: dict[str, bool] = {}
+        self._envelopes: dict[str, dict[str, Any]] = {}
+        self._acks: dict[str, dict[str, Any]] = {}
+        self._socket_messages: list[dict[str, Any]] = []
+
+    # -- Socket Mode links (each runs on its request's thread) -------------------
+
+    def _claim_ticket(self, ticket: str) -> _Answer | None:
+        """Spend a ticket from ``apps.connections.open``; the refusal, if any."""
+        with self._lock:
+            if ticket not in self._tickets:
+                # The fake's own error names: Slack documents none for the link.
+                return _Answer(401, {"ok": False, "error": "invalid_ticket"})
+            if self._tickets[ticket]:
+                return _Answer(401, {"ok": False, "error": "used_ticket"})
+            self._tickets[ticket] = True
+        return None
+
+    def _serve_link(
+        self, sock: socket.socket, rfile: io.BufferedIOBase, ticket: str
+    ) -> None:
+        """Greet the app, then answer its frames until the link closes. Blocks."""
+        with self._lock:
+            number = next(self._ids)
+            connections = 1 + sum(1 for link in self._links if link.state.is_open)
+        link = _Link(sock, rfile, SocketConnection(f"L{number:06d}", ticket, 0.0))
+        link.send_json(self._hello(connections))
+        with self._changed:
+            link.state = dataclasses.replace(link.state, opened_at=time.monotonic())
+            self._links.append(link)
+            self._changed.notify_all()
+        logger.debug("fake slack socket opened connection=%s", link.state.connection_id)
+
+        closed_by, code = "app", None
+        try:
+            closed_by, code = self._read_link(link)
+        except _ProtocolError as err:
+            logger.debug("fake slack socket protocol error: %s", err.reason)
+            link.close(err.code, err.reason)
+            closed_by = "fake"
+        except (EOFError, OSError):
+            closed_by = "fake" if link.closing else "app"
+        finally:
+            with self._changed:
+                link.state = dataclasses.replace(
+                    link.state,
+                    closed_at=time.monotonic(),
+                    closed_by=closed_by,
+                    close_code=code,
+                )
+                self._changed.notify_all()
+            logger.debug(
+                "fake slack socket closed connection=%s by=%s code=%s",
+                link.state.connection_id,
+                closed_by,
+                code,
+            )
+
+    def _read_link(self, link: _Link) -> tuple[str, int | None]:
+        """Answer frames until a close frame; who closed first and the app's code."""
+        while True:
+            opcode, data = link.receive()
+            if opcode == _OP_PING and not link.closing:
+                link.send(_OP_PONG, data)
+            elif opcode == _OP_PONG:
+                with self._changed:
+                    link.pongs.append(data)
+                    self._changed.notify_all()
+            elif opcode == _OP_TEXT:
+                self._receive_socket_message(data)
+            elif opcode == _OP_CLOSE:
+                code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+                answered = link.close(code or _CLOSE_NORMAL)
+                return ("app" if answered else "fake"), code
+            else:
+                logger.debug("fake slack ignored a binary frame of %d bytes", len(data))
+
+    def _receive_socket_message(self, data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            message = {"unparsed": text}
+        envelope_id = message.get("envelope_id")
+        with self._changed:
+            self._socket_messages.append(message)
+            if isinstance(envelope_id, str):
+                self._acks.setdefault(envelope_id, message)
+            self._changed.notify_all()
+        logger.debug("fake slack socket received a message envelope=%s", envelope_id)
+
+    def _newest_link(self) -> _Link:
+        open_links = [link for link in self._links if link.state.is_open]
+        if not open_links or open_links[-1].closing:
+            raise RuntimeError("the app has no open Socket Mode connection")
+        return open_links[-1]
+
+    def _close_links(self) -> None:
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.close(_CLOSE_GOING_AWAY, "the fake Slack is stopping")
+        for link in links:
+            link.thread.join(_CLOSE_WAIT)
+            if link.thread.is_alive():
+                with contextlib.suppress(OSError):
+                    link.sock.shutdown(socket.SHUT_RDWR)
+                link.thread.join()
+
+    def _hello(self, connections: int) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "num_connections": connections,
+            "debug_info": {**_DEBUG_INFO, "approximate_connection_time": 18060},
+            "connection_info": {"app_id": self.app_id},
+        }
 
     # -- Web API methods ---------------------------------------------------------
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        ticket = str(uuid.uuid4())
+        self._tickets[ticket] = False
+        query = f"ticket={ticket}&app_id={self.app_id}"
+        return {"url": f"ws://127.0.0.1:{self.port}{_LINK_PATH}?{query}"}
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -880,7 +1358,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_GET(self) -> None:
-        self._serve()
+        if urlsplit(self.path).path == _LINK_PATH:
+            self._serve_link()
+        else:
+            self._serve()
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("fake slack http %s", format % args)
@@ -904,6 +1385,29 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.delay > 0:
             time.sleep(answer.delay)
         self._write(answer)
+
+    def _serve_link(self) -> None:
+        """Upgrade to a WebSocket for Socket Mode, or refuse with a JSON answer."""
+        fake = self.server.fake
+        headers = dict(self.headers.items())
+        ticket = _form_fields(urlsplit(self.path).query).get("ticket", "")
+        refusal = _handshake_refusal(headers) or fake._claim_ticket(ticket)
+        if refusal is not None:
+            logger.debug("fake slack refused a link: %s", refusal.body["error"])
+            self._write(refusal)
+            return
+
+        accept = _accept_value(_header(headers, "Sec-WebSocket-Key"))
+        self.wfile.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+        )
+        self.close_connection = True
+        fake._serve_link(self.connection, self.rfile, ticket)
 
     def _write(self, answer: _Answer) -> None:
         data = json.dumps(answer.body).encode()
@@ -979,6 +1483,43 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, Any]:
         else:
             fields[name] = payload
     return fields
+
+
+# -- WebSocket framing --------------------------------------------------------------
+
+
+def _handshake_refusal(headers: Mapping[str, str]) -> _Answer | None:
+    """Why an opening handshake breaks RFC 6455, as an HTTP 400 answer."""
+    problems = []
+    if _header(headers, "Upgrade").lower() != "websocket":
+        problems.append("Upgrade: websocket is missing")
+    if "upgrade" not in _header(headers, "Connection").lower():
+        problems.append("Connection: Upgrade is missing")
+    if not _header(headers, "Sec-WebSocket-Key").strip():
+        problems.append("Sec-WebSocket-Key is missing")
+    if _header(headers, "Sec-WebSocket-Version").strip() != "13":
+        problems.append("Sec-WebSocket-Version must be 13")
+    if not problems:
+        return None
+    body = {"ok": False, "error": "bad_handshake", "problems": problems}
+    return _Answer(400, body, {"Sec-WebSocket-Version": "13"})
+
+
+def _accept_value(key: str) -> str:
+    digest = hashlib.sha1((key.strip() + _WEBSOCKET_GUID).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _frame(opcode: int, data: bytes) -> bytes:
+    """One final, unmasked frame: the form a server sends."""
+    head = bytes([0x80 | opcode])
+    if len(data) < 126:
+        head += bytes([len(data)])
+    elif len(data) < 1 << 16:
+        head += struct.pack("!BH", 126, len(data))
+    else:
+        head += struct.pack("!BQ", 127, len(data))
+    return head + data
 
 
 # -- answers and checks ------------------------------------------------------------
