@@ -195,8 +195,27 @@ class _Trail:
 
     chain: list[dns.name.Name] = field(default_factory=list)
     servers: list[str] = field(default_factory=list)
+    seen: set[dns.name.Name] = field(default_factory=set)
     looped: bool = False
     too_long: bool = False
+
+    def follows(self, target: dns.name.Name, stop_at: dns.name.Name | None) -> bool:
+        """Add a CNAME's ``target`` to the chain; True if the chain goes on to it.
+
+        The chain ends at ``stop_at``, at a name seen before (a loop) and after
+        :data:`MAX_CNAME_HOPS` records.
+        """
+        self.chain.append(target)
+        if target == stop_at:
+            return False
+        if target in self.seen:
+            self.looped = True
+            return False
+        if len(self.chain) >= MAX_CNAME_HOPS:
+            self.too_long = True
+            return False
+        self.seen.add(target)
+        return True
 
     def chain_text(self) -> tuple[str, ...]:
         return tuple(_text(name) for name in self.chain)
@@ -213,11 +232,17 @@ class _Check:
     expected_target: str
     name: dns.name.Name
     expected: dns.name.Name
-    zone: _Zone | None = None
     trail: _Trail = field(default_factory=_Trail)
+    # The hop being asked about: the name, then each CNAME target in turn.
+    current: dns.name.Name = field(init=False)
+    zone: _Zone | None = None
     problems: list[str] = field(default_factory=list)
     reply: _Reply | None = None
     result: CnameCheck | None = None
+
+    def __post_init__(self) -> None:
+        self.current = self.name
+        self.trail.seen.add(self.name)
 
 
 class AuthoritativeDns:
@@ -261,27 +286,11 @@ class AuthoritativeDns:
         expected = _name(expected_target)
         logger.debug("checking CNAME: domain=%s expected=%s", name, expected)
         trail = _Trail()
-
         try:
             reply = self._follow(name, _A, trail, stop_at=expected)
         except DnsError as err:
-            if trail.chain:
-                logger.debug("CNAME chain cut short: domain=%s problem=%s", name, err)
-                return self._cname_result(
-                    name, expected, trail, CheckState.WAITING, _chain_words(trail), None
-                )
-            found = "unknown: no name server answered"
-            return self._cname_result(
-                name, expected, trail, CheckState.DNS_ERROR, found, str(err)
-            )
-
-        if trail.chain and trail.chain[-1] == expected:
-            state, found = CheckState.LIVE, _chain_words(trail)
-        elif trail.chain or reply is None:
-            state, found = CheckState.WAITING, _chain_words(trail)
-        else:
-            state, found = CheckState.WAITING, self._records_words(name, reply, trail)
-        return self._cname_result(name, expected, trail, state, found, None)
+            return self._cut_short(name, expected, trail, err)
+        return self._conclude(name, expected, trail, reply)
 
     def check_cnames(
         self,
@@ -291,25 +300,22 @@ class AuthoritativeDns:
     ) -> list[CnameCheck]:
         """Check many ``(domain, expected_target)`` pairs; the results come in order.
 
-        Each result is the one :meth:`check_cname` gives for its pair. The common
-        case, a name in a zone already known whose server answers with the CNAME to
-        the target or with NXDOMAIN, costs one question sent together with the
-        others'. The rest (a zone that cannot be found, a referral, a CNAME chain to
-        follow, a name with other records, a truncated answer) goes through
-        :meth:`check_cname`, on ``executor`` when given so that slow ones overlap.
-        Raises :class:`~bot.errors.InvalidDomain` as :meth:`check_cname` does.
+        Each result is the one :meth:`check_cname` gives for its pair, but the
+        questions of a batch go out together, hop by hop along the CNAME chains.
+        What takes more than a plain answer (a referral to follow, an answer too
+        large for UDP, a name without a CNAME whose addresses are to be described)
+        goes through :meth:`check_cname`, on ``executor`` when given so that slow
+        ones overlap. Raises :class:`~bot.errors.InvalidDomain` as
+        :meth:`check_cname` does.
         """
         checks = [
             _Check(domain, target, _name(domain), _name(target))
             for domain, target in pairs
         ]
-        known, one_by_one = self._split_by_zone(checks)
-        self._ask_in_rounds(known)
-        for check in known:
-            if check.result is None and check.reply is not None:
-                check.result = self._settled(check, check.reply)
-            if check.result is None:
-                one_by_one.append(check)
+        one_by_one: list[_Check] = []
+        hop = checks
+        while hop:
+            hop = self._next_hop(hop, one_by_one)
 
         results = self._check_each(one_by_one, executor)
         for check, result in zip(one_by_one, results, strict=True):
@@ -372,6 +378,46 @@ class AuthoritativeDns:
             servers=trail.servers_text(),
         )
 
+    def _cut_short(
+        self,
+        name: dns.name.Name,
+        expected: dns.name.Name,
+        trail: _Trail,
+        err: DnsError,
+    ) -> CnameCheck:
+        """The result when a hop could not be asked: a DNS error at the domain
+        itself, or the chain seen so far when the domain already points elsewhere.
+        """
+        if trail.chain:
+            logger.debug("CNAME chain cut short: domain=%s problem=%s", name, err)
+            return self._cname_result(
+                name, expected, trail, CheckState.WAITING, _chain_words(trail), None
+            )
+        found = "unknown: no name server answered"
+        return self._cname_result(
+            name, expected, trail, CheckState.DNS_ERROR, found, str(err)
+        )
+
+    def _conclude(
+        self,
+        name: dns.name.Name,
+        expected: dns.name.Name,
+        trail: _Trail,
+        reply: _Reply | None,
+    ) -> CnameCheck:
+        """The result once the chain has ended; ``reply`` is the last hop's answer,
+        None when the chain ended at the target, in a loop or too long.
+
+        A name without a CNAME has its AAAA records asked for, to describe it.
+        """
+        if trail.chain and trail.chain[-1] == expected:
+            state, found = CheckState.LIVE, _chain_words(trail)
+        elif trail.chain or reply is None:
+            state, found = CheckState.WAITING, _chain_words(trail)
+        else:
+            state, found = CheckState.WAITING, self._records_words(name, reply, trail)
+        return self._cname_result(name, expected, trail, state, found, None)
+
     def _cname_result(
         self,
         name: dns.name.Name,
@@ -392,18 +438,49 @@ class AuthoritativeDns:
             servers=trail.servers_text(),
         )
 
-    def _split_by_zone(self, checks: list[_Check]) -> tuple[list[_Check], list[_Check]]:
-        """Checks whose zone is remembered or found now, and the others."""
-        known, unknown = [], []
+    def _next_hop(self, checks: list[_Check], one_by_one: list[_Check]) -> list[_Check]:
+        """Ask about each check's current name at once; return the checks whose
+        chain goes on. Checks that only :meth:`check_cname` can finish go to
+        ``one_by_one``; the others end with their result.
+        """
+        asking = []
         for check in checks:
             try:
-                check.zone = self._zone_for(check.name)
-            except DnsError:
-                # check_cname reports it, from the failure remembered just now.
-                unknown.append(check)
+                check.zone = self._zone_for(check.current)
+            except DnsError as err:
+                check.result = self._cut_short(
+                    check.name, check.expected, check.trail, err
+                )
             else:
-                known.append(check)
-        return known, unknown
+                asking.append(check)
+        self._ask_in_rounds(asking)
+
+        going_on = []
+        for check in asking:
+            if check.result is not None:
+                continue
+            if check.reply is None:
+                one_by_one.append(check)
+            elif self._goes_on(check, check.reply):
+                going_on.append(check)
+            elif not check.trail.chain and check.reply.rcode != dns.rcode.NXDOMAIN:
+                # A name with records other than a CNAME: its A and AAAA records
+                # are described, which takes another question.
+                one_by_one.append(check)
+            else:
+                check.result = self._conclude(
+                    check.name, check.expected, check.trail, check.reply
+                )
+        return going_on
+
+    @staticmethod
+    def _goes_on(check: _Check, reply: _Reply) -> bool:
+        """Move the check to the next hop of its chain, if there is one to ask."""
+        targets = _targets(reply.answer, check.current, _CNAME)
+        if not targets or not check.trail.follows(targets[0], check.expected):
+            return False
+        check.current = targets[0]
+        return True
 
     def _ask_in_rounds(self, checks: list[_Check]) -> None:
         """Ask the checks' zone servers in turn, one server of every zone per round.
@@ -414,6 +491,9 @@ class AuthoritativeDns:
         when every server failed, or with neither when only :meth:`check_cname` can
         read the answer (a referral or a truncated answer).
         """
+        for check in checks:
+            check.problems.clear()
+            check.reply = None
         waiting = checks
         position = 0
         while waiting:
@@ -422,7 +502,10 @@ class AuthoritativeDns:
                 if position < len(_zone_of(check).servers):
                     asking.append(check)
                 else:
-                    check.result = self._unanswered(check)
+                    err = DnsError(_text(check.current), "; ".join(check.problems))
+                    check.result = self._cut_short(
+                        check.name, check.expected, check.trail, err
+                    )
             waiting = self._ask_round(asking, position)
             position += 1
 
@@ -430,7 +513,7 @@ class AuthoritativeDns:
         """Ask each check's server at ``position`` at once; return the unanswered."""
         logger.debug("asking together: questions=%d round=%d", len(checks), position)
         servers = [_zone_of(check).servers[position] for check in checks]
-        queries = [_query_wire(check.name, _A, recursion=False) for check in checks]
+        queries = [_query_wire(check.current, _A, recursion=False) for check in checks]
         questions = [
             (server.address, query)
             for server, query in zip(servers, queries, strict=True)
@@ -456,12 +539,12 @@ class AuthoritativeDns:
         if isinstance(outcome, bytes) and _truncated(outcome):
             return True
         reply, problem = (
-            _read_reply(outcome, query, check.name)
+            _read_reply(outcome, query, check.current)
             if isinstance(outcome, bytes)
             else (None, outcome)
         )
         if reply is not None:
-            referral, refusal = _judge(reply, zone.name, check.name)
+            referral, refusal = _judge(reply, zone.name, check.current)
             if refusal is None:
                 # A referral leaves the reply unset: check_cname follows it.
                 check.reply = None if referral else reply
@@ -471,40 +554,11 @@ class AuthoritativeDns:
             "name server failed: server=%s zone=%s name=%s problem=%s",
             server,
             zone.name,
-            check.name,
+            check.current,
             problem,
         )
         check.problems.append(f"{server} {problem}")
         return False
-
-    def _settled(self, check: _Check, reply: _Reply) -> CnameCheck | None:
-        """The result when ``reply`` settles the check; None when it takes more.
-
-        More means a CNAME to another name, whose chain is to be followed, or a name
-        without a CNAME, whose AAAA records are to be asked for.
-        """
-        targets = _targets(reply.answer, check.name, _CNAME)
-        trail = check.trail
-        if targets and targets[0] == check.expected:
-            trail.chain.append(targets[0])
-            state, found = CheckState.LIVE, _chain_words(trail)
-        elif not targets and reply.rcode == dns.rcode.NXDOMAIN:
-            state, found = CheckState.WAITING, "no record (NXDOMAIN)"
-        else:
-            return None
-        return self._cname_result(check.name, check.expected, trail, state, found, None)
-
-    def _unanswered(self, check: _Check) -> CnameCheck:
-        """The result when none of the zone's servers answered with authority."""
-        err = DnsError(_text(check.name), "; ".join(check.problems))
-        return self._cname_result(
-            check.name,
-            check.expected,
-            check.trail,
-            CheckState.DNS_ERROR,
-            "unknown: no name server answered",
-            str(err),
-        )
 
     def _check_each(
         self, checks: Sequence[_Check], executor: Executor | None
@@ -530,26 +584,16 @@ class AuthoritativeDns:
         too long (``trail`` says which). Raises DnsError when a hop cannot be asked.
         """
         current = name
-        seen = {name}
+        trail.seen.add(name)
         while True:
             reply = self._query(current, rdtype, trail)
             targets = _targets(reply.answer, current, _CNAME)
             if not targets:
                 return reply
-
-            target = targets[0]
-            trail.chain.append(target)
-            logger.debug("CNAME found: name=%s target=%s", current, target)
-            if target == stop_at:
+            logger.debug("CNAME found: name=%s target=%s", current, targets[0])
+            if not trail.follows(targets[0], stop_at):
                 return None
-            if target in seen:
-                trail.looped = True
-                return None
-            if len(trail.chain) >= MAX_CNAME_HOPS:
-                trail.too_long = True
-                return None
-            seen.add(target)
-            current = target
+            current = targets[0]
 
     def _records_words(self, name: dns.name.Name, reply: _Reply, trail: _Trail) -> str:
         """Describe, for a person, what a name without a CNAME holds."""
@@ -1195,6 +1239,7 @@ def _name(text: str) -> dns.name.Name:
         raise InvalidDomain(text, f"{stripped} is not a domain name: {err}") from err
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
 def _text(name: dns.name.Name) -> str:
     return name.to_text(omit_final_dot=True).lower()
 
