@@ -503,7 +503,11 @@ def _measure(
             wait_until_idle(everyone)
             started = _cpu_seconds([app.pid])
             figures = send_acks(
-                senders[name], [kind], senders=args.senders, requests=args.requests
+                senders[name],
+                [kind],
+                senders=args.senders,
+                requests=args.requests,
+                pause=args.pause,
             )
             wait_until_idle(everyone)
             cpu = (_cpu_seconds([app.pid]) - started) / max(1, figures[kind].count)
@@ -546,7 +550,8 @@ def _print_report(args: argparse.Namespace, results: Sequence[PhaseResult]) -> N
     print()
     print_ack_table(
         f"Ack latency: {args.senders} concurrent senders x {args.requests} requests "
-        f"per phase, 127.0.0.1, {os.cpu_count()} cores",
+        f"per phase, {args.pause:g} s average pause, 127.0.0.1, "
+        f"{os.cpu_count()} cores",
         [(KIND_TITLES[r.kind], r.app, r.figures) for r in results],
         [r.cpu for r in results],
     )
@@ -585,6 +590,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--warmup", type=int, default=3, help="unmeasured requests per sender first"
     )
     parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds each sender waits after an ack, on average; with 0 the "
+        "senders keep each app busy, and its acks wait for its earlier work",
+    )
+    parser.add_argument(
         "--kinds",
         nargs="+",
         choices=KINDS,
@@ -607,7 +619,7 @@ def add_shared_options(parser: argparse.ArgumentParser, *, servers: str) -> None
         type=int,
         metavar="N",
         help=f"an experiment: let {servers} queue N connections "
-        "instead of socketserver's 5",
+        "instead of the 128 bot.server asks for",
     )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--slack-url", help=argparse.SUPPRESS)

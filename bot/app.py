@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_app(services: Services) -> App:
-    """A Bolt app whose handlers ack first and work after, on Bolt's worker threads.
+    """A Bolt app whose handlers ack, then hand their work to the after-ack pool.
 
     Raises :class:`ConfigError` when Slack refuses the bot token.
     """
@@ -35,7 +35,7 @@ def build_app(services: Services) -> App:
             request_verification_enabled=settings.slack_app_token is None,
             client=services.slack.client,
             process_before_response=False,
-            listener_executor=services.workers,
+            listener_executor=services.workers.listeners,
             # Bolt's own logger is kept, so its messages carry their module names.
             logger=logging.getLogger("slack_bolt"),
         )

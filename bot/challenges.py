@@ -22,7 +22,7 @@ from bot.approvals import ApprovalDesk
 from bot.binding import TakeOver
 from bot.clock import Clock
 from bot.config import FileConfig
-from bot.dns_check import TxtLookup, TxtState
+from bot.dns_check import TxtLookup, TxtState, clip_words
 from bot.errors import DomainConflict
 from bot.providers import StorageProvider
 from bot.recheck import RecheckPolicy
@@ -456,4 +456,4 @@ def _found_words(lookup: TxtLookup) -> str:
         return "no answer"
     if not lookup.values:
         return "no TXT record"
-    return ", ".join(repr(value) for value in lookup.values)
+    return clip_words(", ".join(repr(value) for value in lookup.values))

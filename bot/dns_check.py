@@ -73,6 +73,9 @@ _CACHE_SWEEP_SIZE = 4096
 _NAME_CACHE_SIZE = 8192
 # Large enough for a typical CNAME or TXT answer, small enough to avoid fragments.
 _EDNS_PAYLOAD = 1232
+# What a check found and why it failed are stored with the binding or challenge
+# (in columns of 1,000 characters) and shown in Slack: longer words are cut.
+WORDS_LIMIT = 900
 # Questions of a batch in flight to one server at a time: enough to keep a distant
 # server busy, few enough that a burst of answers fits a socket's receive buffer.
 _WINDOW = 64
@@ -357,7 +360,7 @@ class AuthoritativeDns:
                 state=TxtState.DNS_ERROR,
                 values=(),
                 chain=trail.chain_text(),
-                problem=str(err),
+                problem=clip_words(str(err)),
                 servers=trail.servers_text(),
             )
 
@@ -433,8 +436,8 @@ class AuthoritativeDns:
             expected=_text(expected),
             state=state,
             chain=trail.chain_text(),
-            found=found,
-            problem=problem,
+            found=clip_words(found),
+            problem=None if problem is None else clip_words(problem),
             servers=trail.servers_text(),
         )
 
@@ -895,6 +898,11 @@ def _targets(
 ) -> list[dns.name.Name]:
     found = _matching(records, name, rdtype)
     return [r.target for r in found if r.target is not None]
+
+
+def clip_words(text: str, limit: int = WORDS_LIMIT) -> str:
+    """``text``, cut to ``limit`` characters (an ellipsis included) when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _chain_words(trail: _Trail) -> str:

@@ -36,17 +36,46 @@ def to_channel(
     is remembered under that key for later replies and updates.
     """
     return OutboxMessage(
-        created_at=now,
-        next_attempt_at=now,
-        notice=notice,
-        context=_jsonable(context),
-        channel=channel or user,
-        user=user,
-        thread=thread,
-        remember_as=remember_as,
-        broadcast=broadcast,
-        sequence=thread or remember_as,
+        **channel_row(
+            notice,
+            now,
+            channel=channel,
+            user=user,
+            thread=thread,
+            remember_as=remember_as,
+            broadcast=broadcast,
+            **context,
+        )
     )
+
+
+def channel_row(
+    notice: str,
+    now: datetime,
+    *,
+    channel: str | None,
+    user: str,
+    thread: str | None = None,
+    remember_as: str | None = None,
+    broadcast: bool = False,
+    **context: Any,
+) -> dict[str, Any]:
+    """The columns of the message :func:`to_channel` makes, as a row for
+    :meth:`storage.repositories.Outbox.add_many`: a batch of thousands skips the
+    cost of building each model.
+    """
+    return {
+        "created_at": now,
+        "next_attempt_at": now,
+        "notice": notice,
+        "context": _jsonable(context),
+        "channel": channel or user,
+        "user": user,
+        "thread": thread,
+        "remember_as": remember_as,
+        "broadcast": broadcast,
+        "sequence": thread or remember_as,
+    }
 
 
 def to_user(
@@ -68,15 +97,22 @@ def update(
     notice: str, now: datetime, *, key: str, user: str, **context: Any
 ) -> OutboxMessage:
     """Replace the message remembered under ``key`` (its buttons and status)."""
-    return OutboxMessage(
-        created_at=now,
-        next_attempt_at=now,
-        notice=notice,
-        context=_jsonable(context),
-        user=user,
-        updates=key,
-        sequence=key,
-    )
+    return OutboxMessage(**update_row(notice, now, key=key, user=user, **context))
+
+
+def update_row(
+    notice: str, now: datetime, *, key: str, user: str, **context: Any
+) -> dict[str, Any]:
+    """The columns of the message :func:`update` makes, as :func:`channel_row`."""
+    return {
+        "created_at": now,
+        "next_attempt_at": now,
+        "notice": notice,
+        "context": _jsonable(context),
+        "user": user,
+        "updates": key,
+        "sequence": key,
+    }
 
 
 def binding_facts(binding: Binding, bucket_domain: str) -> dict[str, Any]:

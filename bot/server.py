@@ -22,6 +22,10 @@ StartResponse = Callable[..., Any]
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: a burst of Slack requests (or a
+    # load balancer's connections) beyond that waits for the client's SYN retry,
+    # a second or more, which eats most of an ack's 3 s.
+    request_queue_size = 128
 
 
 class _QuietHandler(WSGIRequestHandler):

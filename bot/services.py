@@ -23,7 +23,7 @@ from bot.providers.local import LocalProvider
 from bot.recheck import RecheckPolicy
 from bot.slack_gateway import SlackGateway
 from bot.watch import DnsWatch
-from bot.workers import WorkerPool
+from bot.workers import Workers
 from storage import Database
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class Services:
     approvals: ApprovalDesk
     providers: dict[str, StorageProvider]
     delivery: Delivery
-    workers: WorkerPool
+    workers: Workers
 
     def sweep(self) -> None:
         """Run every due DNS check and timer: bindings, challenges, approvals."""
@@ -53,7 +53,7 @@ class Services:
 
     def close(self) -> None:
         """Finish the work already acked, deliver what it left, and disconnect."""
-        self.workers.shutdown(wait=True)
+        self.workers.shutdown()
         self.delivery.stop()
         for provider in self.providers.values():
             provider.close()
@@ -129,7 +129,7 @@ def build_services(
         approvals=approvals,
         providers=providers,
         delivery=delivery,
-        workers=WorkerPool(),
+        workers=Workers(),
     )
 
 

@@ -20,10 +20,10 @@ from typing import Any, Protocol
 from bot import notices
 from bot.clock import Clock
 from bot.config import FileConfig
-from bot.dns_check import CheckState, CnameCheck
+from bot.dns_check import CheckState, CnameCheck, clip_words
 from bot.recheck import RecheckPolicy
 from storage import Database, Transaction
-from storage.models import AuditEvent, Binding, BindingState, OutboxMessage
+from storage.models import Binding, BindingState, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,10 @@ class DnsWatch:
         if problem is not None and not binding.problem_notified:
             change["problem_notified"] = True
             tx.outbox.add(
-                self._thread_notice(
-                    "dns_problem", binding, now, problem=problem, next_check=next_at
+                OutboxMessage(
+                    **self._thread_row(
+                        "dns_problem", binding, now, problem=problem, next_check=next_at
+                    )
                 )
             )
             self._on_notice()
@@ -266,9 +268,9 @@ class DnsWatch:
             detail=" -> ".join((binding.domain, *result.chain)),
         )
         notes.messages.append(
-            self._thread_notice("binding_live", binding, now, chain=list(result.chain))
+            self._thread_row("binding_live", binding, now, chain=list(result.chain))
         )
-        notes.messages.append(self._root_update(binding, now))
+        notes.messages.append(self._root_update_row(binding, now))
         logger.info(
             "binding live domain=%s bucket=%s id=%s",
             binding.domain,
@@ -317,7 +319,7 @@ class DnsWatch:
             detail=result.found,
         )
         notes.messages.append(
-            self._thread_notice(
+            self._thread_row(
                 "binding_gave_up",
                 binding,
                 now,
@@ -326,7 +328,7 @@ class DnsWatch:
                 tries=binding.check_count + 1,
             )
         )
-        notes.messages.append(self._root_update(binding, now))
+        notes.messages.append(self._root_update_row(binding, now))
         logger.info(
             "binding failed domain=%s bucket=%s id=%s",
             binding.domain,
@@ -361,11 +363,12 @@ class DnsWatch:
             own.outbox.add(message)
         self._on_notice()
 
-    def _thread_notice(
+    def _thread_row(
         self, notice: str, binding: Binding, now: datetime, **context: Any
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """A notice in the binding's thread, as a row of the outbox."""
         assert binding.id is not None
-        return notices.to_channel(
+        return notices.channel_row(
             notice,
             now,
             channel=binding.channel,
@@ -375,9 +378,10 @@ class DnsWatch:
             **context,
         )
 
-    def _root_update(self, binding: Binding, now: datetime) -> Any:
+    def _root_update_row(self, binding: Binding, now: datetime) -> dict[str, Any]:
+        """The binding's card brought up to date, as a row of the outbox."""
         assert binding.id is not None
-        return notices.update(
+        return notices.update_row(
             "binding_card",
             now,
             key=notices.binding_thread(binding.id),
@@ -393,14 +397,15 @@ class DnsWatch:
 
 @dataclass
 class _Notes:
-    """The audit events and notices of a batch's changes of state.
+    """The audit events and notices of a batch's changes of state, as rows.
 
     They are stored together at the end of the batch, one statement for each
-    table, rather than flushed by the session one row at a time.
+    table: built as models and flushed by the session one at a time, they would
+    cost more than the checks.
     """
 
-    events: list[AuditEvent] = field(default_factory=list)
-    messages: list[OutboxMessage] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     def event(
         self,
@@ -413,20 +418,18 @@ class _Notes:
         detail: str | None,
     ) -> None:
         assert binding.id is not None
-        # Built without the table model's validation: the values are our own, and
-        # that work costs several times the row's share of the insert.
         self.events.append(
-            AuditEvent.model_construct(
-                at=now,
-                actor=actor,
-                subject="binding",
-                subject_id=binding.id,
-                domain=binding.domain,
-                action=action,
-                state_before=before.value,
-                state_after=binding.state.value,
-                detail=detail,
-            )
+            {
+                "at": now,
+                "actor": actor,
+                "subject": "binding",
+                "subject_id": binding.id,
+                "domain": binding.domain,
+                "action": action,
+                "state_before": before.value,
+                "state_after": binding.state.value,
+                "detail": None if detail is None else clip_words(detail, 2000),
+            }
         )
 
     def store(self, tx: Transaction) -> None:

@@ -1,7 +1,8 @@
 """Running a handler's real work once Slack has its ack.
 
-Bolt sends the HTTP response as soon as ``ack()`` is called and lets the listener
-go on in its worker thread, so the work below never delays an ack.
+Bolt sends the HTTP response as soon as ``ack()`` is called. The listener then
+hands the work to the after-ack pool (:class:`bot.workers.Workers`) and returns, so
+that its thread is free for the next request's ack however long the work takes.
 """
 
 from __future__ import annotations
@@ -31,17 +32,25 @@ def run_after_ack(
     user: str,
     channel: str | None,
 ) -> None:
-    """Run ``work``; tell ``user`` privately if it fails, then wake the delivery."""
-    try:
-        work()
-    except DomainbotError as err:
-        logger.warning("%s refused user=%s: %s", step, user, err)
-        tell(services, user, channel, escape_mrkdwn(str(err)))
-    except Exception:
-        logger.exception("%s failed user=%s", step, user)
-        tell(services, user, channel, FAILED)
-    finally:
-        services.delivery.wake()
+    """Run ``work`` on the after-ack pool and return at once.
+
+    When the work fails, ``user`` is told privately; either way the delivery is
+    woken for the notices it stored.
+    """
+
+    def run() -> None:
+        try:
+            work()
+        except DomainbotError as err:
+            logger.warning("%s refused user=%s: %s", step, user, err)
+            tell(services, user, channel, escape_mrkdwn(str(err)))
+        except Exception:
+            logger.exception("%s failed user=%s", step, user)
+            tell(services, user, channel, FAILED)
+        finally:
+            services.delivery.wake()
+
+    services.workers.after_ack(run)
 
 
 def tell(services: Services, user: str, channel: str | None, text: str) -> None:

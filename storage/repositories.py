@@ -7,7 +7,8 @@ committed together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -301,9 +302,10 @@ def _move(
 def _insert_many(
     session: Session,
     model: type[AuditEvent] | type[OutboxMessage],
-    rows: Sequence[AuditEvent] | Sequence[OutboxMessage],
+    rows: Sequence[Mapping[str, Any]],
 ) -> None:
-    """Insert ``rows`` of ``model`` with one statement, the database giving the ids.
+    """Insert ``rows`` (column values) of ``model`` with one statement, the database
+    giving the ids; a column a row leaves out gets the model's default.
 
     The session's own pending rows are flushed first, so ids keep the order in
     which rows were stored. A batch of the DNS sweep stores thousands of rows: the
@@ -312,15 +314,28 @@ def _insert_many(
     """
     if not rows:
         return
-    mapper = sa_inspect(model)
-    keys = [
-        column.key
-        for column in mapper.column_attrs
-        if not any(part.primary_key for part in column.columns)
-    ]
+    defaults = _defaults(model)
     session.flush()
-    values = [{key: getattr(row, key) for key in keys} for row in rows]
+    values = [{**defaults(), **row} for row in rows]
     session.execute(insert(_table(model)), values)
+
+
+@functools.cache
+def _defaults(model: type[SQLModel]) -> Callable[[], dict[str, Any]]:
+    """A function giving the defaults of ``model``'s columns, the id left out."""
+    fields = {
+        name: info
+        for name, info in model.model_fields.items()
+        if name != "id" and not info.is_required()
+    }
+
+    def defaults() -> dict[str, Any]:
+        return {
+            name: info.get_default(call_default_factory=True)
+            for name, info in fields.items()
+        }
+
+    return defaults
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -381,11 +396,8 @@ class Audit:
     def record(self, event: AuditEvent) -> None:
         self.session.add(event)
 
-    def record_many(self, events: Sequence[AuditEvent]) -> None:
-        """Insert many events with one statement; they get no ids and no session.
-
-        Only their values are read, so they may be built with ``model_construct``.
-        """
+    def record_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Insert many events, given as column values, with one statement."""
         _insert_many(self.session, AuditEvent, events)
 
     def for_domain(self, domain: str) -> list[AuditEvent]:
@@ -400,10 +412,9 @@ class Outbox:
     def add(self, message: OutboxMessage) -> None:
         self.session.add(message)
 
-    def add_many(self, messages: Sequence[OutboxMessage]) -> None:
-        """Insert many messages with one statement, in order, after the session's.
-
-        They get no ids and no session; the order of their ids is the order given.
+    def add_many(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        """Insert many messages, given as column values, with one statement, after
+        the session's own; the order of their ids is the order given.
         """
         _insert_many(self.session, OutboxMessage, messages)
 

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from bot.clock import SystemClock
+from bot.workers import LISTENER_THREADS
 from storage.models import BindingState
 from tests.support.bot_harness import CHANNEL, RunningBot, running_bot
+from tests.support.configs import file_config
 from tests.support.fake_slack import FakeSlack
 from tests.support.slack_requests import Select, retry_headers
 
@@ -207,6 +209,40 @@ def test_acks_do_not_wait_for_a_locked_database(
             lock.close()
         bot.fake.wait_for("chat.postMessage")
         assert [b.domain for b in bot.bindings()] == ["img.example.com"]
+
+
+def test_acks_keep_coming_while_more_work_waits_than_there_are_threads(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    # Every binding below waits for the locked database, so the work queues up;
+    # the acks must not queue behind it.
+    requests = 3 * LISTENER_THREADS
+    roomy = file_config(
+        buckets=[
+            {
+                "name": "media-hk",
+                "endpoint": "oss-cn-hongkong.aliyuncs.com",
+                "max_domains": requests,
+            }
+        ]
+    )
+    with running_bot(fake_slack, tmp_path, clock=SystemClock(), file=roomy) as bot:
+        lock = sqlite3.connect(tmp_path / "bot.db")
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            replies = [
+                bot.slack.slash_command("/bind-domain", f"d{n}.example.com media-hk")
+                for n in range(requests)
+            ]
+        finally:
+            lock.rollback()
+            lock.close()
+        assert [r.status for r in replies] == [200] * requests
+        assert max(r.elapsed for r in replies) < 1.0
+        assert "Binding d0.example.com to bucket media-hk" in replies[0].json["text"]
+        bot.settle(timeout=60)
+        bound = sorted(b.domain for b in bot.bindings())
+    assert bound == sorted(f"d{n}.example.com" for n in range(requests))
 
 
 def test_a_429_is_waited_out_and_the_message_still_arrives(

@@ -196,6 +196,29 @@ def test_a_value_that_differs_only_in_case_or_quotes_does_not_verify(
     assert len(replies(bot, card)) == 1  # the same wrong value is not reported again
 
 
+def test_many_long_txt_values_are_shown_cut_short_and_checks_go_on(
+    bot: RunningBot, dns_lab: DnsLab
+) -> None:
+    # Ten long records at the name: what was seen no longer fits the stored
+    # column (PostgreSQL refuses an over-long value) nor a readable message.
+    domain, card = conflict(bot, dns_lab)
+    others = [f'"other-{n}-{"x" * 240}"' for n in range(10)]
+    dns_lab.set_record(f"_dnsauth.{domain}", "TXT", *others)
+
+    later(bot, minutes=5)
+    bot.sweep()
+    [notice] = replies(bot, card)
+    assert "'other-0-xxx" in notice and "…" in notice
+    assert "other-9-" not in notice
+
+    dns_lab.set_record(f"_dnsauth.{domain}", "TXT", *others, f'"{token_of(card)}"')
+    later(bot, minutes=10)
+    bot.sweep()
+    assert "Ownership verified" in blocks_text(
+        bot.fake.message(CHANNEL, card.response["ts"])
+    )
+
+
 def test_requester_and_non_approver_cannot_decide(
     bot: RunningBot, dns_lab: DnsLab
 ) -> None:
