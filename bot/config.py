@@ -7,6 +7,7 @@ what to do, so that an operator can fix them all in one go.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -187,7 +188,11 @@ class FileConfig(BaseModel):
         return self
 
     def bucket(self, name: str) -> Bucket | None:
-        return next((b for b in self.buckets if b.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Bucket]:
+        return {bucket.name: bucket for bucket in self.buckets}
 
 
 class Settings(BaseSettings):

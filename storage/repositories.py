@@ -322,18 +322,25 @@ def _insert_many(
 
 @functools.cache
 def _defaults(model: type[SQLModel]) -> Callable[[], dict[str, Any]]:
-    """A function giving the defaults of ``model``'s columns, the id left out."""
-    fields = {
-        name: info
+    """A function giving the defaults of ``model``'s columns, the id left out.
+
+    Plain defaults are read once; only default factories are called for each row.
+    """
+    fields = [
+        (name, info)
         for name, info in model.model_fields.items()
         if name != "id" and not info.is_required()
-    }
+    ]
+    plain = {name: info.default for name, info in fields if not info.default_factory}
+    factories = [
+        (name, info.default_factory) for name, info in fields if info.default_factory
+    ]
 
     def defaults() -> dict[str, Any]:
-        return {
-            name: info.get_default(call_default_factory=True)
-            for name, info in fields.items()
-        }
+        row = dict(plain)
+        for name, factory in factories:
+            row[name] = factory()  # type: ignore[call-arg]
+        return row
 
     return defaults
 
