@@ -445,6 +445,8 @@ def set_listen_backlog(size: int) -> None:
 def _serve(args: argparse.Namespace) -> int:
     """The child side: serve one role until the parent closes our stdin."""
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    # As `domainbot serve` does; the bare app gets it too, to compare like with like.
+    bot_server.favour_acks()
     if args.role == "fake-slack":
         # Python's servers queue 5 connections by default and the kernel drops
         # further SYNs, which the client resends after a second; Slack's edge

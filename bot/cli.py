@@ -69,11 +69,12 @@ def _serve(port: int | None) -> int:
     # Imported here so that `domainbot --help` and config errors stay fast.
     from bot.app import build_app
     from bot.scheduler import Jobs
-    from bot.server import HttpServer, serve_socket_mode
+    from bot.server import HttpServer, favour_acks, serve_socket_mode
     from bot.services import build_services
 
     config = load_config()
     settings = config.settings
+    favour_acks()
     services = build_services(config)
     app = build_app(services)
     jobs = Jobs(services)

@@ -7,6 +7,7 @@ the zone and Unbound, the only resolver the bot is given, caches in front of it.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,6 +27,10 @@ pytestmark = pytest.mark.dns
 
 RECHECK_SECONDS = 2
 TARGET = "media-hk.oss-cn-hongkong.aliyuncs.com"
+OWNER = "U0000OWNER"
+TAKER = "U0000TAKER"
+APPROVER = "UAPPROVER1"
+WEB_CHANNEL = "C0000WEB"
 
 
 def free_port() -> int:
@@ -121,3 +126,73 @@ def test_bind_through_the_modal_and_hear_when_the_domain_is_live(
     forged = served.slash_command("/domains", bad_signature=True)
     stale = served.slash_command("/domains", age=300 + 5)
     assert (forged.status, stale.status) == (401, 401)
+
+
+def test_a_domain_held_elsewhere_moves_once_after_txt_proof_and_approval(
+    served: SlackRequests, fake_slack: FakeSlack, dns_lab: DnsLab
+) -> None:
+    domain = dns_lab.unique_name("shop")
+    fake_slack.set_usergroup("SOPS", ["U0000GROUPIE"])
+    served.slash_command(
+        "/bind-domain", f"{domain} media-hk", user_id=OWNER, channel_id=WEB_CHANNEL
+    )
+    fake_slack.wait_for(
+        "chat.postMessage", lambda c: c.params["channel"] == WEB_CHANNEL
+    )
+
+    served.slash_command("/bind-domain", f"{domain} eu-assets", user_id=TAKER)
+    notice = fake_slack.wait_for(
+        "chat.postMessage", lambda c: "To move it to eu-assets" in c.params["text"]
+    )
+    assert f"_dnsauth.{domain}" in str(notice.params["blocks"])
+    match = re.search(r"with the value (\S+)\.$", notice.params["text"])
+    assert match is not None
+
+    time.sleep(RECHECK_SECONDS)
+    dns_lab.set_record(f"_dnsauth.{domain}", "TXT", f'"{match.group(1)}"')
+    approval = fake_slack.wait_for(
+        "chat.postMessage",
+        lambda c: (
+            c.params.get("thread_ts") == notice.response["ts"]
+            and "approve moving" in c.params["text"].lower()
+        ),
+        timeout=30,
+    )
+
+    card = fake_slack.message(CHANNEL, approval.response["ts"])
+    for user in (TAKER, "U0000RANDOM", APPROVER, APPROVER):
+        reply = served.click_button(CHANNEL, card, "approval_approve", user_id=user)
+        assert reply.status == 200 and reply.elapsed < 3
+    told = [
+        fake_slack.wait_for(
+            "chat.postEphemeral", lambda c, user=user: c.params["user"] == user
+        ).params["text"]
+        for user in (TAKER, "U0000RANDOM", APPROVER)
+    ]
+    assert "you asked for this rebind" in told[0]
+    assert "only the configured approvers may decide" in told[1]
+    assert "was already approved by" in told[2]
+    fake_slack.wait_for(
+        "chat.postMessage",
+        lambda c: c.params["channel"] == WEB_CHANNEL and "released" in c.params["text"],
+    )
+
+    served.slash_command("/domains", "media-hk")
+    served.slash_command("/domains", "eu-assets")
+    listed = [
+        fake_slack.wait_for(
+            "response_url", lambda c, bucket=bucket: bucket in c.params["text"]
+        ).params["text"]
+        for bucket in ("media-hk", "eu-assets")
+    ]
+    assert listed == [
+        "No domains are bound to bucket media-hk.",
+        "1 bound domain on bucket eu-assets.",
+    ]
+    moved = [
+        c
+        for c in fake_slack.calls("chat.postMessage")
+        if c.params.get("thread_ts") == notice.response["ts"]
+        and "approved:" in c.params["text"]
+    ]
+    assert len(moved) == 1
