@@ -405,7 +405,13 @@ def serving_bot(
     With ``deliver`` false the outbox stays undelivered.
     """
     services = build_services(config)
-    server = HttpServer(build_app(services), host="127.0.0.1", port=0)
+    server = HttpServer(
+        build_app(services),
+        host="127.0.0.1",
+        port=0,
+        requests=services.workers.requests,
+    )
+    bot_server.favour_acks()
     server.start()
     if deliver:
         services.delivery.start()
@@ -445,8 +451,6 @@ def set_listen_backlog(size: int) -> None:
 def _serve(args: argparse.Namespace) -> int:
     """The child side: serve one role until the parent closes our stdin."""
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    # As `domainbot serve` does; the bare app gets it too, to compare like with like.
-    bot_server.favour_acks()
     if args.role == "fake-slack":
         # Python's servers queue 5 connections by default and the kernel drops
         # further SYNs, which the client resends after a second; Slack's edge
@@ -467,6 +471,8 @@ def _serve(args: argparse.Namespace) -> int:
                 pass
     else:
         server = HttpServer(bare_app(args.slack_url), host="127.0.0.1", port=0)
+        # As `domainbot serve` does for the bot, to compare like with like.
+        bot_server.favour_acks()
         server.start()
         say({"port": server.port})
         for _ in wait_for_parent():

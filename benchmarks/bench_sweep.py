@@ -79,7 +79,6 @@ from benchmarks.bench_acks import (
 )
 from benchmarks.bench_acks import print_ack_table as _print_ack_table
 from bot.config import FileConfig
-from bot.server import favour_acks
 from storage import Database
 from storage.models import BindingState
 from tests.support.bot_harness import CHANNEL
@@ -310,7 +309,6 @@ def written_states(database_url: str, since: datetime) -> dict[str, int]:
 def _serve(args: argparse.Namespace) -> int:
     """The child side: the bot, and one sweep each time the parent asks."""
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    favour_acks()
     if args.listen_backlog:
         set_listen_backlog(args.listen_backlog)
     plan = SeedPlan(args.bindings, args.due, args.live_percent)

@@ -74,17 +74,21 @@ def _serve(port: int | None) -> int:
 
     config = load_config()
     settings = config.settings
-    favour_acks()
     services = build_services(config)
     app = build_app(services)
     jobs = Jobs(services)
+    favour_acks()
     jobs.start()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     try:
         if settings.slack_app_token is not None:
             serve_socket_mode(app, settings.slack_app_token.get_secret_value())
         else:
-            server = HttpServer(app, port=port or settings.port or DEFAULT_PORT)
+            server = HttpServer(
+                app,
+                port=port or settings.port or DEFAULT_PORT,
+                requests=services.workers.requests,
+            )
             server.serve_forever()
     except KeyboardInterrupt:
         logger.info("stopping")

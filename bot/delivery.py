@@ -19,6 +19,7 @@ from bot.clock import Clock
 from bot.errors import SlackError
 from bot.messages import Renderer
 from bot.slack_gateway import Message, SlackGateway
+from bot.workers import MAX_DEFER_SECONDS, RequestsInFlight
 from storage import Database
 from storage.models import OutboxMessage, PostedMessage
 
@@ -42,6 +43,7 @@ class Delivery:
         clock: Clock,
         max_age: timedelta = timedelta(days=3),
         idle_seconds: float = 2.0,
+        requests: RequestsInFlight | None = None,
     ) -> None:
         self._db = db
         self._slack = slack
@@ -49,6 +51,7 @@ class Delivery:
         self._clock = clock
         self._max_age = max_age
         self._idle_seconds = idle_seconds
+        self._requests = requests
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,10 +71,20 @@ class Delivery:
             self._thread.join(timeout=15)
 
     def run_once(self, limit: int = 100) -> int:
-        """Try every due message once; return how many were delivered."""
+        """Try every due message once; return how many were delivered.
+
+        Each post waits for a gap between Slack's requests (see
+        :mod:`bot.workers`), for at most a second from the start of the pass.
+        """
+        deadline = time.monotonic() + MAX_DEFER_SECONDS
         with self._db.transaction() as tx:
             due = tx.outbox.due(self._clock.now(), limit)
-        return sum(self._try(message) for message in due)
+        delivered = 0
+        for message in due:
+            if self._requests is not None:
+                self._requests.wait_for_gap(deadline)
+            delivered += self._try(message)
+        return delivered
 
     def _run(self) -> None:
         while not self._stop.is_set():

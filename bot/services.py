@@ -78,7 +78,14 @@ def build_services(
     )
     renderer = Renderer()
     providers = _storage_providers(config, db, clock)
-    delivery = Delivery(db=db, slack=slack, renderer=renderer, clock=clock)
+    workers = Workers()
+    delivery = Delivery(
+        db=db,
+        slack=slack,
+        renderer=renderer,
+        clock=clock,
+        requests=workers.requests,
+    )
     policy = RecheckPolicy(base=timedelta(seconds=settings.domainbot_recheck_seconds))
     dns = dns or AuthoritativeDns(resolvers=settings.resolvers)
     watch = DnsWatch(
@@ -129,7 +136,7 @@ def build_services(
         approvals=approvals,
         providers=providers,
         delivery=delivery,
-        workers=Workers(),
+        workers=workers,
     )
 
 

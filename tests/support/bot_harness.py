@@ -112,7 +112,12 @@ def running_bot(
     config = bot_config(fake, url, resolvers=resolvers, file=file, **settings)
     clock = clock or ManualClock()
     services = build_services(config, clock=clock)
-    server = HttpServer(build_app(services), host="127.0.0.1", port=0)
+    server = HttpServer(
+        build_app(services),
+        host="127.0.0.1",
+        port=0,
+        requests=services.workers.requests,
+    )
     server.start()
     services.delivery.start()
     try:
