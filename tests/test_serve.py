@@ -20,7 +20,7 @@ import pytest
 from tests.support.bot_harness import CHANNEL, SIGNING_SECRET
 from tests.support.configs import TOML
 from tests.support.dns_lab import DnsLab
-from tests.support.fake_slack import FakeSlack
+from tests.support.fake_slack import Call, FakeSlack
 from tests.support.slack_requests import Select, SlackRequests
 
 pytestmark = pytest.mark.dns
@@ -176,6 +176,7 @@ def test_a_domain_held_elsewhere_moves_once_after_txt_proof_and_approval(
         "chat.postMessage",
         lambda c: c.params["channel"] == WEB_CHANNEL and "released" in c.params["text"],
     )
+    fake_slack.wait_for("chat.postMessage", lambda c: is_moved(c, notice))
 
     served.slash_command("/domains", "media-hk")
     served.slash_command("/domains", "eu-assets")
@@ -189,10 +190,13 @@ def test_a_domain_held_elsewhere_moves_once_after_txt_proof_and_approval(
         "No domains are bound to bucket media-hk.",
         "1 bound domain on bucket eu-assets.",
     ]
-    moved = [
-        c
-        for c in fake_slack.calls("chat.postMessage")
-        if c.params.get("thread_ts") == notice.response["ts"]
-        and "approved:" in c.params["text"]
-    ]
+    moved = [c for c in fake_slack.calls("chat.postMessage") if is_moved(c, notice)]
     assert len(moved) == 1
+
+
+def is_moved(call: Call, notice: Call) -> bool:
+    """Whether ``call`` is the reply to the conflict notice that the domain moved."""
+    return bool(
+        call.params.get("thread_ts") == notice.response["ts"]
+        and "approved:" in call.params["text"]
+    )
