@@ -538,6 +538,7 @@ class BindingWorkflow:
                 action=action,
                 state_before=before.value if before else None,
                 state_after=binding.state.value,
+                detail=f"from bucket {binding.bucket}",
             )
         )
 
@@ -573,6 +574,7 @@ def insert_binding(
             action="bound",
             state_before=None,
             state_after=binding.state.value,
+            detail=f"to bucket {binding.bucket}",
         )
     )
     tx.outbox.add(

@@ -1,4 +1,4 @@
-"""The ``domainbot`` command: ``domainbot serve [--port N]``."""
+"""The ``domainbot`` command: ``serve [--port N]``, ``check-config``, ``audit``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 from bot import __version__
-from bot.config import DEFAULT_PORT, load_config
-from bot.errors import ConfigError
+from bot.config import DEFAULT_DATABASE_URL, DEFAULT_PORT, load_config
+from bot.errors import ConfigError, InvalidDomain
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config()
+        if args.command == "audit":
+            return _audit(args.domain, args.limit)
         return _serve(args.port)
     except ConfigError as err:
         for problem in err.problems:
             print(f"domainbot: {problem}", file=sys.stderr)
+        return 2
+    except InvalidDomain as err:
+        print(f"domainbot: {err}", file=sys.stderr)
         return 2
 
 
@@ -50,7 +55,43 @@ def _parser() -> argparse.ArgumentParser:
         "not used in Socket Mode",
     )
     commands.add_parser("check-config", help="read the settings and report problems")
+    audit = commands.add_parser(
+        "audit",
+        help="print who changed what, newest last (reads DATABASE_URL only)",
+    )
+    audit.add_argument("domain", nargs="?", help="only the events of this domain")
+    audit.add_argument(
+        "--limit",
+        type=_positive,
+        default=50,
+        help="how many of the newest events to print (default: 50)",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"give a whole number of 1 or more, not {text}"
+        )
+    return number
+
+
+def _audit(domain: str | None, limit: int) -> int:
+    from bot.audit_trail import read_trail, trail_lines
+
+    url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    events = read_trail(url, limit, domain)
+    if not events:
+        where = f" for {domain}" if domain else ""
+        print(f"domainbot: no audit events{where} yet")
+        return 0
+    print("\n".join(trail_lines(events)))
+    return 0
 
 
 def _check_config() -> int:

@@ -411,6 +411,16 @@ class Audit:
         query = select(AuditEvent).where(AuditEvent.domain == domain)
         return list(self.session.exec(query.order_by(col(AuditEvent.id))))
 
+    def latest(self, limit: int, domain: str | None = None) -> list[AuditEvent]:
+        """The newest ``limit`` events, of one domain or of all, oldest first."""
+        query = select(AuditEvent)
+        if domain is not None:
+            query = query.where(AuditEvent.domain == domain)
+        newest = self.session.exec(
+            query.order_by(col(AuditEvent.id).desc()).limit(limit)
+        )
+        return list(reversed(list(newest)))
+
 
 class Outbox:
     def __init__(self, session: Session) -> None:

@@ -129,7 +129,7 @@ def test_bind_through_the_modal_and_hear_when_the_domain_is_live(
 
 
 def test_a_domain_held_elsewhere_moves_once_after_txt_proof_and_approval(
-    served: SlackRequests, fake_slack: FakeSlack, dns_lab: DnsLab
+    served: SlackRequests, fake_slack: FakeSlack, dns_lab: DnsLab, tmp_path: Path
 ) -> None:
     domain = dns_lab.unique_name("shop")
     fake_slack.set_usergroup("SOPS", ["U0000GROUPIE"])
@@ -192,6 +192,60 @@ def test_a_domain_held_elsewhere_moves_once_after_txt_proof_and_approval(
     ]
     moved = [c for c in fake_slack.calls("chat.postMessage") if is_moved(c, notice)]
     assert len(moved) == 1
+
+    # The operator reads back who did what, the refused clicks included.
+    audit = subprocess.run(
+        [sys.executable, "-m", "bot", "audit", domain.upper()],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'domainbot.db'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    header, *lines = audit.stdout.splitlines()
+    assert re.split(r"\s{2,}", header) == [
+        "when (UTC)",
+        "domain",
+        "action",
+        "by",
+        "state",
+        "detail",
+    ]
+    events = [re.split(r"\s{2,}", line)[1:] for line in lines]
+    assert events == [
+        [domain, "bound", OWNER, "- -> pending_dns", "to bucket media-hk"],
+        [domain, "challenge_opened", TAKER, "- -> watching"],
+        [
+            domain,
+            "ownership_verified",
+            "domainbot",
+            "watching -> verified",
+            "ns1.example.test (127.53.0.1)",
+        ],
+        [domain, "approval_opened", "domainbot", "- -> pending"],
+        [
+            domain,
+            "decision_refused",
+            TAKER,
+            "pending -> pending",
+            "you asked for this rebind, so someone else must approve it",
+        ],
+        [
+            domain,
+            "decision_refused",
+            "U0000RANDOM",
+            "pending -> pending",
+            "only the configured approvers may decide",
+        ],
+        [domain, "approved", APPROVER, "pending -> approved"],
+        [
+            domain,
+            "released_by_takeover",
+            APPROVER,
+            "pending_dns -> released",
+            "moved to eu-assets by approval 1",
+        ],
+        [domain, "bound", TAKER, "- -> pending_dns", "to bucket eu-assets"],
+    ]
 
 
 def is_moved(call: Call, notice: Call) -> bool:
