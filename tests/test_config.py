@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -164,6 +165,34 @@ def test_serve_reports_a_bad_file_the_same_way(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     assert all(line.startswith("domainbot: ") for line in run.stderr.splitlines())
     assert "buckets[1].endpoint: missing; add it" in run.stderr
+
+
+def test_serve_says_when_slack_cannot_be_reached(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/api/"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **TOKENS,
+        "SLACK_API_URL": closed,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'domainbot.db'}",
+        "DOMAINBOT_CONFIG": str(write(tmp_path, TOML)),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1] == (
+        f"domainbot: Slack could not be reached at {closed} to check SLACK_BOT_TOKEN "
+        "([Errno 111] Connection refused); check this host's network, proxy and DNS "
+        "(or SLACK_API_URL), then start again"
+    )
 
 
 def test_socket_mode_needs_no_signing_secret(tmp_path: Path) -> None:
