@@ -24,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("DOMAINBOT_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # APScheduler logs each run of each job at INFO; with a sweep every few
+        # seconds that would bury the lines that matter. Its warnings still show.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         if args.command == "check-config":
             return _check_config()

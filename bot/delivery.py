@@ -118,7 +118,7 @@ class Delivery:
         except SlackError as err:
             self._failed(message, channel, err)
             return False
-        self._sent(message, posted)
+        self._sent(message, channel, posted)
         return True
 
     def _destination(
@@ -163,7 +163,9 @@ class Delivery:
             thread_ts=thread_ts or posted.ts,
         )
 
-    def _sent(self, message: OutboxMessage, posted: PostedMessage | None) -> None:
+    def _sent(
+        self, message: OutboxMessage, channel: str, posted: PostedMessage | None
+    ) -> None:
         with self._db.transaction() as tx:
             stored = tx.outbox.get(message.id or 0)
             if stored is None:
@@ -176,7 +178,7 @@ class Delivery:
             "notice delivered id=%s notice=%s channel=%s",
             message.id,
             message.notice,
-            posted.channel if posted else message.channel,
+            posted.channel if posted else channel,
         )
 
     def _failed(self, message: OutboxMessage, channel: str, err: SlackError) -> None:

@@ -100,7 +100,10 @@ class DnsWatch:
             live, failed = live + batch_live, failed + batch_failed
         report = SweepReport(checked, live, failed, time.monotonic() - started)
         if checked:
-            logger.info(
+            # INFO only when something changed; checks that found nothing new
+            # would otherwise add a line every few seconds.
+            logger.log(
+                logging.INFO if live or failed else logging.DEBUG,
                 "dns sweep checked=%d live=%d failed=%d seconds=%.2f",
                 checked,
                 live,
