@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from bot import notices
+from bot.approvers import ApproverDirectory, Verdict, unreadable_group
 from bot.auto_cname import CnameStatus, CnameWrite, CnameWriter
 from bot.binding import insert_binding, note_cname
 from bot.clock import Clock
@@ -41,17 +40,6 @@ from storage.models import (
 logger = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "domainbot"
-GROUP_CACHE_SECONDS = 60.0
-
-
-class GroupDirectory(Protocol):
-    def usergroup_members(self, usergroup: str) -> set[str]: ...
-
-
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    reason: str = ""
 
 
 class ApprovalDesk:
@@ -64,7 +52,7 @@ class ApprovalDesk:
         db: Database,
         providers: Mapping[str, StorageProvider],
         clock: Clock,
-        groups: GroupDirectory,
+        approvers: ApproverDirectory,
         cname: CnameWriter,
         on_notice: Callable[[], None] = lambda: None,
     ) -> None:
@@ -72,12 +60,11 @@ class ApprovalDesk:
         self._db = db
         self._providers = providers
         self._clock = clock
-        self._groups = groups
+        self._approvers = approvers
         self._cname = cname
         self._on_notice = on_notice
         self._lifetime = timedelta(hours=config.approvers.expire_hours)
         self._apply_lock = threading.Lock()
-        self._group_cache: dict[str, tuple[float, set[str]]] = {}
 
     def open(
         self, tx: Transaction, challenge: Challenge, *, servers: tuple[str, ...]
@@ -178,19 +165,11 @@ class ApprovalDesk:
             return Verdict(
                 False, "you asked for this rebind, so someone else must approve it"
             )
-        approvers = self._config.approvers
-        if user in approvers.users:
-            return Verdict(True)
-        for group in approvers.usergroups:
-            try:
-                if user in self._members(group):
-                    return Verdict(True)
-            except SlackError as err:
-                return Verdict(
-                    False,
-                    "the bot could not read the approvers' user "
-                    f"group from Slack ({err.code}); try again shortly",
-                )
+        try:
+            if self._approvers.includes(user):
+                return Verdict(True)
+        except SlackError as err:
+            return Verdict(False, unreadable_group(err))
         return Verdict(False, "only the configured approvers may decide")
 
     def tick(self) -> None:
@@ -528,14 +507,6 @@ class ApprovalDesk:
             user=approval.requested_by,
             **self.facts(approval),
         )
-
-    def _members(self, group: str) -> set[str]:
-        cached = self._group_cache.get(group)
-        if cached is not None and time.monotonic() - cached[0] < GROUP_CACHE_SECONDS:
-            return cached[1]
-        members = self._groups.usergroup_members(group)
-        self._group_cache[group] = (time.monotonic(), members)
-        return members
 
     def _undo_release(self, bucket: Bucket | None, domain: str) -> None:
         if bucket is None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from bot import notices
+from bot.approvers import ApproverDirectory, Verdict, unreadable_group
 from bot.auto_cname import CnameStatus, CnameWrite, CnameWriter
 from bot.clock import Clock
 from bot.config import Bucket, FileConfig
@@ -23,6 +24,7 @@ from bot.domain_names import is_under, normalise_domain
 from bot.errors import (
     BucketFull,
     CdnNotConfigured,
+    ChangeRefused,
     DomainConflict,
     IcpConfirmationMissing,
     InvalidDomain,
@@ -30,6 +32,7 @@ from bot.errors import (
     NotBound,
     ProviderError,
     RequestRefused,
+    SlackError,
     UnknownBucket,
 )
 from bot.providers import StorageProvider
@@ -112,6 +115,7 @@ class BindingWorkflow:
         clock: Clock,
         challenges: ChallengeOpener,
         cname: CnameWriter,
+        approvers: ApproverDirectory,
     ) -> None:
         self._config = config
         self._db = db
@@ -119,6 +123,7 @@ class BindingWorkflow:
         self._clock = clock
         self._challenges = challenges
         self._cname = cname
+        self._approvers = approvers
 
     def check_input(self, request: BindRequest) -> CheckedRequest:
         """Check what needs no storage; raise :class:`InvalidRequest` listing problems.
@@ -187,8 +192,40 @@ class BindingWorkflow:
         return binding
 
     def release(self, domain_text: str, *, actor: str, channel: str | None) -> Binding:
-        """Unbind a domain from its bucket; raise :class:`NotBound` if it is unbound."""
+        """Unbind a domain from its bucket.
+
+        Raises :class:`NotBound` if it is unbound, and :class:`ChangeRefused`
+        (after auditing the attempt) when ``actor`` may not change it.
+        """
         return self._release(self.current(domain_text), actor=actor, channel=channel)
+
+    def may_change(self, user: str, binding: Binding) -> Verdict:
+        """Whether ``user`` may release ``binding`` or replace records for it.
+
+        Its requester and the approvers may. Anyone else could otherwise free a
+        production domain and bind it to a bucket of their own, skipping the TXT
+        proof and the approval a takeover needs.
+        """
+        if user == binding.requested_by:
+            return Verdict(True)
+        try:
+            if self._approvers.includes(user):
+                return Verdict(True)
+        except SlackError as err:
+            return Verdict(False, unreadable_group(err))
+        return Verdict(
+            False, "only the person who bound it or a configured approver may do that"
+        )
+
+    def _permit(self, binding: Binding, actor: str, change: str, action: str) -> None:
+        """Raise :class:`ChangeRefused`, audited as ``action``, unless allowed."""
+        verdict = self.may_change(actor, binding)
+        if verdict.allowed:
+            return
+        with self._db.transaction() as tx:
+            self._audit(tx, binding, actor, action, binding.state, verdict.reason)
+        logger.info("%s refused domain=%s user=%s", action, binding.domain, actor)
+        raise ChangeRefused(binding.domain, change, verdict.reason)
 
     def release_by_id(
         self, binding_id: int, *, actor: str, channel: str | None
@@ -203,6 +240,7 @@ class BindingWorkflow:
     def _release(self, binding: Binding, *, actor: str, channel: str | None) -> Binding:
         assert binding.id is not None
         domain = binding.domain
+        self._permit(binding, actor, "unbind", "unbind_refused")
         bucket = self._config.bucket(binding.bucket)
         if bucket is not None:
             self._provider(bucket).release(bucket, domain)
@@ -222,7 +260,9 @@ class BindingWorkflow:
             ):
                 raise NotBound(domain)
             binding.state, binding.released_at = BindingState.RELEASED, now
-            self._audit(tx, binding, actor, "released", before)
+            self._audit(
+                tx, binding, actor, "released", before, f"from bucket {binding.bucket}"
+            )
             facts = self._facts(binding)
             thread = notices.binding_thread(binding.id)
             tx.outbox.add(
@@ -383,12 +423,17 @@ class BindingWorkflow:
     ) -> Binding:
         """Replace the CNAME standing in the way, as ``actor`` confirmed.
 
-        Raises :class:`NotBound` when the binding was released meanwhile.
+        Raises :class:`NotBound` when the binding was released meanwhile, and
+        :class:`ChangeRefused` (after auditing the attempt) when ``actor`` is
+        neither its requester nor an approver.
         """
         with self._db.transaction() as tx:
             binding = tx.bindings.get(binding_id)
         if binding is None or binding.released_at is not None or binding.id is None:
             raise NotBound(binding.domain if binding else f"binding {binding_id}")
+        self._permit(
+            binding, actor, "replace the CNAME record of", "cname_replace_refused"
+        )
         replaced = binding.cname_detail
         write = self._cname.replace(binding.domain, binding.target)
         note_cname(binding, write, replaced=replaced)
@@ -404,7 +449,12 @@ class BindingWorkflow:
                 next_check_at=now if binding.next_check_at else None,
             )
             self._audit(
-                tx, binding, actor, f"cname_{write.status.value}", binding.state
+                tx,
+                binding,
+                actor,
+                f"cname_{write.status.value}",
+                binding.state,
+                f"was {replaced}" if replaced else None,
             )
             facts = self._facts(binding)
             key = notices.binding_thread(binding.id)
@@ -526,6 +576,7 @@ class BindingWorkflow:
         actor: str,
         action: str,
         before: BindingState | None,
+        detail: str | None,
     ) -> None:
         assert binding.id is not None
         tx.audit.record(
@@ -538,7 +589,7 @@ class BindingWorkflow:
                 action=action,
                 state_before=before.value if before else None,
                 state_after=binding.state.value,
-                detail=f"from bucket {binding.bucket}",
+                detail=detail,
             )
         )
 

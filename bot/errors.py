@@ -15,7 +15,8 @@ a handler can both show the message to a person and act on the facts::
     │   ├── BucketFull              the bucket already holds its maximum of domains
     │   ├── DomainConflict          another bucket holds the domain
     │   │   └── OwnershipProofRequired  the provider wants DNS proof first
-    │   └── NotBound                the domain is not bound (unbind, check)
+    │   ├── NotBound                the domain is not bound (unbind, check)
+    │   └── ChangeRefused           only its requester or an approver may do that
     ├── DnsError                    an authoritative server could not be asked
     ├── ProviderError               a storage or DNS provider refused or failed
     │   └── RecordConflict          a DNS record is in the way of the one to write
@@ -159,6 +160,19 @@ class NotBound(RequestRefused):
         super().__init__(
             f"{domain} is not bound to any bucket. /domains lists the bound domains."
         )
+
+
+class ChangeRefused(RequestRefused):
+    """Someone who may not change a binding asked to; the attempt is audited.
+
+    ``change`` is what they asked, as a verb phrase (``unbind``).
+    """
+
+    def __init__(self, domain: str, change: str, reason: str) -> None:
+        self.domain = domain
+        self.change = change
+        self.reason = reason
+        super().__init__(f"You cannot {change} {domain}: {reason}. Nothing changed.")
 
 
 class DnsError(DomainbotError):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.approvals import ApprovalDesk
+from bot.approvers import ApproverDirectory
 from bot.auto_cname import CnameWriter
 from bot.binding import BindingWorkflow
 from bot.challenges import ChallengeDesk
@@ -97,12 +98,13 @@ def build_services(
         on_notice=delivery.wake,
     )
     cname = CnameWriter(managed_zones(config))
+    approvers = ApproverDirectory(config.file.approvers, slack)
     approvals = ApprovalDesk(
         config=config.file,
         db=db,
         providers=providers,
         clock=clock,
-        groups=slack,
+        approvers=approvers,
         cname=cname,
         on_notice=delivery.wake,
     )
@@ -123,6 +125,7 @@ def build_services(
         clock=clock,
         challenges=challenges,
         cname=cname,
+        approvers=approvers,
     )
     return Services(
         config=config,

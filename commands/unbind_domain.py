@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.domain_names import normalise_domain
-from bot.errors import NotBound, RequestRefused
+from bot.errors import ChangeRefused, NotBound, RequestRefused
 from bot.messages import escape_mrkdwn
 from bot.services import Services
 from commands.after_ack import run_after_ack
@@ -43,6 +43,13 @@ def _command(services: Services) -> Callable[..., None]:
             binding = services.workflow.current(text)
         except NotBound as err:
             respond(text=escape_mrkdwn(str(err)), response_type="ephemeral")
+            return
+        # Asked here too, so that nobody is shown a button that cannot work; the
+        # release itself asks again and audits a refusal.
+        verdict = services.workflow.may_change(str(command["user_id"]), binding)
+        if not verdict.allowed:
+            refused = ChangeRefused(binding.domain, "unbind", verdict.reason)
+            respond(text=escape_mrkdwn(str(refused)), response_type="ephemeral")
             return
         message = services.renderer.message(
             "unbind_confirm",

@@ -137,6 +137,20 @@ def test_an_existing_cname_is_kept_until_someone_confirms(
     }
 
     message = bot.fake.message(CHANNEL, card.response["ts"])
+    # Someone who neither asked for the binding nor approves cannot replace it.
+    bot.fake.set_usergroup("SOPS", [])
+    bot.slack.click_button(CHANNEL, message, "cname_replace", user_id="U0000MALLORY")
+    bot.settle()
+    refused = bot.fake.wait_for("chat.postEphemeral")
+    assert refused.params["user"] == "U0000MALLORY"
+    assert refused.params["text"] == (
+        f"You cannot replace the CNAME record of {domain}: only the person who "
+        "bound it or a configured approver may do that. Nothing changed."
+    )
+    assert at_authoritative(dns_lab.authoritative, domain, "CNAME") == {
+        "old-bucket.oss-cn-hongkong.aliyuncs.com"
+    }
+
     bot.slack.click_button(CHANNEL, message, "cname_replace")
     bot.settle()
 

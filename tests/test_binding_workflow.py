@@ -8,13 +8,14 @@ from datetime import timedelta
 import pytest
 
 from bot.approvals import ApprovalDesk
+from bot.approvers import ApproverDirectory
 from bot.auto_cname import CnameWriter
 from bot.binding import BindingWorkflow, BindRequest, Outcome
 from bot.challenges import ChallengeDesk
 from bot.clock import ManualClock
 from bot.dns_check import AuthoritativeDns
 from bot.dns_providers.zones import ManagedZones
-from bot.errors import InvalidRequest, NotBound
+from bot.errors import ChangeRefused, InvalidRequest, NotBound
 from bot.providers import StorageProvider
 from bot.providers.local import LocalProvider
 from bot.recheck import RecheckPolicy
@@ -37,12 +38,15 @@ def workflow(
 ) -> BindingWorkflow:
     config = file_config()
     providers: dict[str, StorageProvider] = {"local": LocalProvider(db, clock)}
+    approvers = ApproverDirectory(
+        config.approvers, SlackGateway(fake_slack.web_client())
+    )
     approvals = ApprovalDesk(
         config=config,
         db=db,
         providers=providers,
         clock=clock,
-        groups=SlackGateway(fake_slack.web_client()),
+        approvers=approvers,
         cname=CnameWriter(ManagedZones()),
     )
     challenges = ChallengeDesk(
@@ -61,6 +65,7 @@ def workflow(
         clock=clock,
         challenges=challenges,
         cname=CnameWriter(ManagedZones()),
+        approvers=approvers,
     )
 
 
@@ -217,21 +222,51 @@ def test_parallel_requests_for_one_domain_make_one_binding(
 
 
 def test_release_frees_the_domain_for_another_bucket(
-    workflow: BindingWorkflow, db: Database, clock: ManualClock
+    workflow: BindingWorkflow, db: Database, clock: ManualClock, fake_slack: FakeSlack
 ) -> None:
+    fake_slack.set_usergroup("SOPS", ["UGROUPIE"])
     workflow.bind(ask("img.example.com", HONGKONG))
     clock.advance(timedelta(minutes=5))
 
-    released = workflow.release("img.example.com", actor="UOTHER", channel="COPS")
+    with pytest.raises(ChangeRefused) as refused:
+        workflow.release("img.example.com", actor="UOTHER", channel="COPS")
+    assert str(refused.value) == (
+        "You cannot unbind img.example.com: only the person who bound it or a "
+        "configured approver may do that. Nothing changed."
+    )
+    assert [b.state for b in rows(db, Binding)] == [BindingState.PENDING_DNS]
+
+    released = workflow.release("img.example.com", actor="UGROUPIE", channel="COPS")
 
     assert released.state is BindingState.RELEASED
     assert workflow.bindings() == []
     assert workflow.bind(ask("img.example.com", FRANKFURT)).outcome is Outcome.CREATED
-    actions = [(e.action, e.actor) for e in rows(db, AuditEvent)]
+    actions = [(e.action, e.actor, e.detail) for e in rows(db, AuditEvent)]
     assert actions == [
-        ("bound", "UREQUESTER"),
-        ("released", "UOTHER"),
-        ("bound", "UREQUESTER"),
+        ("bound", "UREQUESTER", "to bucket media-hk"),
+        (
+            "unbind_refused",
+            "UOTHER",
+            "only the person who bound it or a configured approver may do that",
+        ),
+        ("released", "UGROUPIE", "from bucket media-hk"),
+        ("bound", "UREQUESTER", "to bucket eu-assets"),
     ]
     with pytest.raises(NotBound):
         workflow.release("other.example.com", actor="UOTHER", channel=None)
+
+
+def test_the_requester_may_release_and_an_unreadable_group_refuses(
+    workflow: BindingWorkflow, db: Database
+) -> None:
+    # No user group SOPS exists at Slack: nobody outside the listed approvers and
+    # the requester gets through while it cannot be read.
+    workflow.bind(ask("img.example.com", HONGKONG))
+    workflow.bind(ask("cdn.example.com", HONGKONG))
+
+    with pytest.raises(ChangeRefused) as refused:
+        workflow.release("cdn.example.com", actor="UOTHER", channel=None)
+    assert "could not read the approvers' user group from Slack" in str(refused.value)
+    assert workflow.release("cdn.example.com", actor="UAPPROVER1", channel=None)
+    assert workflow.release("img.example.com", actor="UREQUESTER", channel=None)
+    assert workflow.bindings() == []

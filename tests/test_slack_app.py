@@ -306,6 +306,36 @@ def test_unbind_asks_first_then_releases(bot: RunningBot) -> None:
     assert "is not bound to any bucket" in again.params["text"]
 
 
+def test_only_the_requester_or_an_approver_may_unbind(bot: RunningBot) -> None:
+    bot.slack.slash_command("/bind-domain", "img.example.com media-hk")
+    bot.settle()
+    bot.fake.set_usergroup("SOPS", [])
+
+    bot.slack.slash_command("/unbind-domain", "img.example.com", user_id="U0000EVE")
+    refused = bot.fake.wait_for("response_url")
+    bot.settle()
+    assert refused.params["text"] == (
+        "You cannot unbind img.example.com: only the person who bound it or a "
+        "configured approver may do that. Nothing changed."
+    )
+    assert "blocks" not in refused.params or not refused.params["blocks"]
+
+    bot.slack.slash_command("/unbind-domain", "img.example.com", user_id="UAPPROVER1")
+    confirm = bot.fake.wait_for("response_url", lambda c: c is not refused)
+    # Shown to the approver, the button is clicked by someone else who saw it.
+    message = {"ts": "1.0", "blocks": confirm.params["blocks"]}
+    bot.slack.click_button(CHANNEL, message, "unbind_confirm", user_id="U0000EVE")
+    bot.settle()
+    told = bot.fake.wait_for("chat.postEphemeral")
+    assert told.params["user"] == "U0000EVE"
+    assert told.params["text"].startswith("You cannot unbind img.example.com")
+    assert [b.state for b in bot.bindings()] == [BindingState.PENDING_DNS]
+
+    bot.slack.click_button(CHANNEL, message, "unbind_confirm", user_id="UAPPROVER1")
+    bot.settle()
+    assert [b.state for b in bot.bindings()] == [BindingState.RELEASED]
+
+
 def test_parallel_commands_are_all_acked_quickly(bot: RunningBot) -> None:
     results: list[float] = []
 
