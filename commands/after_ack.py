@@ -36,6 +36,12 @@ def run_after_ack(
 
     When the work fails, ``user`` is told privately; either way the delivery is
     woken for the notices it stored.
+
+    TODO: work waiting here lives in memory only. SIGTERM lets it finish, but a
+    crash or SIGKILL between the ack and the work's first transaction loses it:
+    the requester saw "the details follow" and hears nothing more (asking again
+    is safe). Journaling the request before the ack would close that window at
+    the cost of a database write on the ack path; the mark can go then.
     """
 
     def run() -> None:
