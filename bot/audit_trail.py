@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.domain_names import normalise_domain
 from bot.errors import ConfigError
-from storage import Database, database_url
+from storage import Database, database_url, failure_reason
 from storage.models import AuditEvent
 
 NO_STATE = "-"
@@ -45,7 +45,7 @@ def read_trail(url: str, limit: int, domain: str | None = None) -> list[AuditEve
         with db.transaction() as tx:
             return tx.audit.latest(limit, wanted)
     except SQLAlchemyError as err:
-        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        reason = failure_reason(err)
         raise ConfigError(
             [
                 "DATABASE_URL: cannot read the audit trail from "

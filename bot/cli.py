@@ -133,6 +133,7 @@ def _serve(port: int | None) -> int:
                 app,
                 port=port or settings.port or DEFAULT_PORT,
                 requests=services.workers.requests,
+                health=jobs.health.report,
             )
             server.serve_forever()
     except KeyboardInterrupt:

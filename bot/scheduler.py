@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.health import Health
 from bot.services import Services
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Jobs:
         self._services = services
         self._scheduler = BackgroundScheduler(timezone="UTC")
         interval = sweep_interval(services.config.settings.domainbot_recheck_seconds)
+        self.health = Health(services.db, sweep_seconds=interval)
         self._scheduler.add_job(
             self._sweep,
             "interval",
@@ -58,6 +60,8 @@ class Jobs:
             self._services.sweep()
         except Exception:
             logger.exception("dns sweep failed; the next one retries")
+            return
+        self.health.sweep_finished()
 
     def _prune(self) -> None:
         now = self._services.clock.now()

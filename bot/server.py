@@ -14,6 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.health import HealthReport
 from bot.workers import RequestsInFlight
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def wsgi_app(
-    app: App, requests: RequestsInFlight | None = None
+    app: App,
+    requests: RequestsInFlight | None = None,
+    health: Callable[[], HealthReport] | None = None,
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """Slack's requests at ``/slack/events``, a health check, 404 for the rest.
 
-    Slack's requests are counted in ``requests`` while they are answered.
+    Slack's requests are counted in ``requests`` while they are answered. The
+    health check answers 200 or 503 with ``health``'s report, or a bare 200
+    without one.
     """
     slack = SlackRequestHandler(app)
     requests = requests or RequestsInFlight()
@@ -74,8 +79,10 @@ def wsgi_app(
             with requests.answering():
                 return slack(environ, start_response)
         if path == HEALTH_PATH:
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            report = health() if health else HealthReport(True, ("ok",))
+            status = "200 OK" if report.healthy else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [report.text.encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"Slack sends its requests to /slack/events\n"]
 
@@ -92,11 +99,12 @@ class HttpServer:
         host: str = "0.0.0.0",
         port: int = 3000,
         requests: RequestsInFlight | None = None,
+        health: Callable[[], HealthReport] | None = None,
     ) -> None:
         self._server = make_server(
             host,
             port,
-            wsgi_app(app, requests),
+            wsgi_app(app, requests, health),
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )

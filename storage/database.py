@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
 from bot.errors import ConfigError
@@ -49,6 +49,15 @@ def database_url(text: str) -> URL:
     return url
 
 
+def failure_reason(err: Exception) -> str:
+    """The database's own first line about ``err``, without the SQL sent.
+
+    ``err`` is SQLAlchemy's wrapper or the driver's own error.
+    """
+    lines = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 class Database:
     """The bot's database: one engine, and transactions over it."""
 
@@ -78,6 +87,29 @@ class Database:
             session.begin(),
         ):
             yield Transaction(session)
+
+    def problem(self) -> str | None:
+        """Ask the server for one row; None if it answered, else why it did not.
+
+        No transaction is begun, so this never waits for SQLite's write lock.
+        """
+        # The driver's own errors come through unwrapped on this path.
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            connection = self.engine.raw_connection()
+        except (SQLAlchemyError, driver_error) as err:
+            return failure_reason(err)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            cursor.close()
+        except driver_error as err:
+            connection.invalidate()
+            return failure_reason(err)
+        finally:
+            connection.close()
+        return None
 
     def dispose(self) -> None:
         self.engine.dispose()

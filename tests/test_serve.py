@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,12 +41,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
 def served(
-    fake_slack: FakeSlack, dns_lab: DnsLab, tmp_path: Path
+    fake_slack: FakeSlack, dns_lab: DnsLab, tmp_path: Path, port: int
 ) -> Iterator[SlackRequests]:
     config = tmp_path / "domainbot.toml"
     config.write_text(TOML, encoding="utf-8")
-    port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "SLACK_BOT_TOKEN": fake_slack.bot_token,
@@ -96,7 +101,7 @@ def _wait_until_listening(port: int, bot: subprocess.Popen[bytes]) -> None:
 
 
 def test_bind_through_the_modal_and_hear_when_the_domain_is_live(
-    served: SlackRequests, fake_slack: FakeSlack, dns_lab: DnsLab
+    served: SlackRequests, fake_slack: FakeSlack, dns_lab: DnsLab, port: int
 ) -> None:
     domain = dns_lab.unique_name("img")
 
@@ -127,6 +132,12 @@ def test_bind_through_the_modal_and_hear_when_the_domain_is_live(
     assert live.params["text"] == f"{domain} is live: it points at {TARGET}."
     # Within one re-check interval (the waits grow by 15% a try) and a sweep.
     assert noticed < RECHECK_SECONDS * 1.15**3 + 1.5
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as health:
+        assert health.status == 200
+        checked = health.read().decode().splitlines()
+    assert checked[0] == "database: ok (sqlite)"
+    assert checked[1].startswith("sweep: ok, last finished")
 
     forged = served.slash_command("/domains", bad_signature=True)
     stale = served.slash_command("/domains", age=300 + 5)
