@@ -16,6 +16,18 @@ from tests.support.configs import TOML
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "secret"}
 
 
+def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``domainbot serve`` as an operator would, with only ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "domainbot.toml"
     path.write_text(text, encoding="utf-8")
@@ -128,14 +140,7 @@ def test_serve_exits_with_one_line_per_problem_and_no_traceback(
     tmp_path: Path,
 ) -> None:
     env = {"PATH": "/usr/bin:/bin", "DOMAINBOT_CONFIG": str(tmp_path / "none.toml")}
-    run = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = serve(env)
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr.splitlines() == [
@@ -153,14 +158,7 @@ def test_serve_reports_a_bad_file_the_same_way(tmp_path: Path) -> None:
         **TOKENS,
         "DOMAINBOT_CONFIG": str(write(tmp_path, "[[buckets]]\nname = 1\n")),
     }
-    run = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = serve(env)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert all(line.startswith("domainbot: ") for line in run.stderr.splitlines())
@@ -178,14 +176,7 @@ def test_serve_says_when_slack_cannot_be_reached(tmp_path: Path) -> None:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'domainbot.db'}",
         "DOMAINBOT_CONFIG": str(write(tmp_path, TOML)),
     }
-    run = subprocess.run(
-        [sys.executable, "-m", "bot", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = serve(env)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert run.stderr.splitlines()[-1] == (
