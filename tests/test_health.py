@@ -6,7 +6,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bot.health import MIN_STALL_SECONDS, Health
+from slack_bolt import App
+
+from bot.health import MIN_STALL_SECONDS, Health, HealthReport
+from bot.server import wsgi_app
 from storage import Database
 
 
@@ -88,3 +91,32 @@ def test_the_check_does_not_wait_for_sqlites_write_lock(tmp_path: Path) -> None:
         db.dispose()
     assert report.healthy
     assert took < 1
+
+
+def test_the_endpoint_answers_503_with_the_report_when_unhealthy() -> None:
+    app = App(
+        signing_secret="secret", token="xoxb-test", token_verification_enabled=False
+    )
+    reports = iter(
+        [
+            HealthReport(False, ("database: unreachable (refused)", "sweep: ok")),
+            HealthReport(True, ("database: ok (sqlite)", "sweep: ok")),
+        ]
+    )
+    route = wsgi_app(app, health=lambda: next(reports))
+    statuses: list[str] = []
+    bodies = [
+        b"".join(
+            route(
+                {"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET"},
+                lambda status, _headers: statuses.append(status),
+            )
+        ).decode()
+        for _ in range(2)
+    ]
+    answers = list(zip(statuses, bodies, strict=True))
+
+    assert answers == [
+        ("503 Service Unavailable", "database: unreachable (refused)\nsweep: ok\n"),
+        ("200 OK", "database: ok (sqlite)\nsweep: ok\n"),
+    ]
