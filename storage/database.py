@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from bot.errors import ConfigError
 from storage import models as _models  # noqa: F401 - registers the tables
 from storage.repositories import Transaction
+from storage.schema import bring_up_to_date
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +71,13 @@ class Database:
         return self.engine.dialect.name
 
     def create_tables(self) -> None:
-        """Create missing tables and indexes; existing ones are left as they are.
+        """Create the tables of an empty database, or bring an older one up to date.
 
-        TODO: there are no migrations yet, so a release that changes a table needs
-        its operator to adjust the database by hand; the mark can go when schema
-        changes are shipped as migrations run here.
+        See :mod:`storage.schema`. Raises :class:`ConfigError` for a database
+        written by a newer release.
         """
-        SQLModel.metadata.create_all(self.engine)
-        logger.info("database ready dialect=%s", self.dialect)
+        version = bring_up_to_date(self.engine)
+        logger.info("database ready dialect=%s schema=%d", self.dialect, version)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

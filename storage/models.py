@@ -257,3 +257,13 @@ class PostedMessage(SQLModel, table=True):
     channel: str = Field(max_length=32)
     ts: str = Field(max_length=32)
     thread_ts: str = Field(max_length=32)
+
+
+class SchemaVersion(SQLModel, table=True):
+    """The one row saying which version of these tables the database holds."""
+
+    __tablename__ = "schema_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int
+    changed_at: datetime

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.config import load_config, load_file_config, parse_resolvers
 from bot.errors import ConfigError
+from storage import Database
 from tests.support.configs import TOML
 
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "secret"}
@@ -184,6 +186,30 @@ def test_serve_says_when_slack_cannot_be_reached(tmp_path: Path) -> None:
         "([Errno 111] Connection refused); check this host's network, proxy and DNS "
         "(or SLACK_API_URL), then start again"
     )
+
+
+def test_serve_refuses_a_database_written_by_a_newer_release(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'domainbot.db'}"
+    db = Database(url)
+    db.create_tables()
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE schema_version SET version = 99"))
+    db.dispose()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **TOKENS,
+        "DATABASE_URL": url,
+        "DOMAINBOT_CONFIG": str(write(tmp_path, TOML)),
+    }
+
+    run = serve(env)
+
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1].startswith(
+        "domainbot: DATABASE_URL: the database holds schema version 99, written by "
+        "a newer domainbot"
+    )
+    assert "Traceback" not in run.stderr
 
 
 def test_socket_mode_needs_no_signing_secret(tmp_path: Path) -> None:
