@@ -16,13 +16,22 @@ from bot.errors import ConfigError, InvalidDomain
 
 logger = logging.getLogger(__name__)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    level = os.environ.get("DOMAINBOT_LOG_LEVEL", "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        print(
+            f"domainbot: DOMAINBOT_LOG_LEVEL: {level!r} is not a level; use one of "
+            f"{', '.join(LOG_LEVELS)}",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
-        level=os.environ.get("DOMAINBOT_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # APScheduler logs each run of each job at INFO; with a sweep every few

@@ -212,6 +212,21 @@ def test_serve_refuses_a_database_written_by_a_newer_release(tmp_path: Path) -> 
     assert "Traceback" not in run.stderr
 
 
+def test_a_bad_log_level_is_one_line_too(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **TOKENS,
+        "DOMAINBOT_LOG_LEVEL": "loud",
+        "DOMAINBOT_CONFIG": str(write(tmp_path, TOML)),
+    }
+    run = serve(env)
+    assert (run.returncode, run.stderr) == (
+        2,
+        "domainbot: DOMAINBOT_LOG_LEVEL: 'LOUD' is not a level; use one of DEBUG, "
+        "INFO, WARNING, ERROR\n",
+    )
+
+
 def test_socket_mode_needs_no_signing_secret(tmp_path: Path) -> None:
     env = {
         "SLACK_BOT_TOKEN": "xoxb-test",
