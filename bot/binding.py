@@ -217,16 +217,6 @@ class BindingWorkflow:
             False, "only the person who bound it or a configured approver may do that"
         )
 
-    def _permit(self, binding: Binding, actor: str, change: str, action: str) -> None:
-        """Raise :class:`ChangeRefused`, audited as ``action``, unless allowed."""
-        verdict = self.may_change(actor, binding)
-        if verdict.allowed:
-            return
-        with self._db.transaction() as tx:
-            self._audit(tx, binding, actor, action, binding.state, verdict.reason)
-        logger.info("%s refused domain=%s user=%s", action, binding.domain, actor)
-        raise ChangeRefused(binding.domain, change, verdict.reason)
-
     def release_by_id(
         self, binding_id: int, *, actor: str, channel: str | None
     ) -> Binding:
@@ -236,6 +226,16 @@ class BindingWorkflow:
         if binding is None or binding.released_at is not None:
             raise NotBound(binding.domain if binding else f"binding {binding_id}")
         return self._release(binding, actor=actor, channel=channel)
+
+    def _permit(self, binding: Binding, actor: str, change: str, action: str) -> None:
+        """Raise :class:`ChangeRefused`, audited as ``action``, unless allowed."""
+        verdict = self.may_change(actor, binding)
+        if verdict.allowed:
+            return
+        with self._db.transaction() as tx:
+            self._audit(tx, binding, actor, action, binding.state, verdict.reason)
+        logger.info("%s refused domain=%s user=%s", action, binding.domain, actor)
+        raise ChangeRefused(binding.domain, change, verdict.reason)
 
     def _release(self, binding: Binding, *, actor: str, channel: str | None) -> Binding:
         assert binding.id is not None

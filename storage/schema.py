@@ -48,7 +48,8 @@ def bring_up_to_date(
     ``target`` or a step is missing; nothing is changed then.
     """
     with engine.begin() as connection:
-        found = _version_of(connection)
+        stamped = _stamped_version(connection)
+        found = stamped if stamped is not None else _unstamped_version(connection)
         if found is None:
             SQLModel.metadata.create_all(connection)
             _stamp(connection, target)
@@ -73,25 +74,22 @@ def bring_up_to_date(
             logger.info("database schema upgraded version=%d", version)
         # Tables a step did not need to touch, such as ones new in this release.
         SQLModel.metadata.create_all(connection)
-        if found != target or not _has_version_row(connection):
+        if stamped != target:
             _stamp(connection, target)
         return target
 
 
-def _version_of(connection: Connection) -> int | None:
-    """The version the database holds; None for an empty database."""
-    tables = inspect(connection)
-    if tables.has_table(_VERSION_TABLE.name):
-        row = connection.execute(select(_VERSION_TABLE.c.version)).first()
-        if row is not None:
-            return int(row[0])
-    return BASELINE_VERSION if tables.has_table(_FIRST_TABLE) else None
-
-
-def _has_version_row(connection: Connection) -> bool:
+def _stamped_version(connection: Connection) -> int | None:
+    """The version written in the database, if one is."""
     if not inspect(connection).has_table(_VERSION_TABLE.name):
-        return False
-    return connection.execute(select(_VERSION_TABLE.c.id)).first() is not None
+        return None
+    row = connection.execute(select(_VERSION_TABLE.c.version)).first()
+    return None if row is None else int(row[0])
+
+
+def _unstamped_version(connection: Connection) -> int | None:
+    """The version of a database with none written: old, or empty (None)."""
+    return BASELINE_VERSION if inspect(connection).has_table(_FIRST_TABLE) else None
 
 
 def _stamp(connection: Connection, version: int) -> None:
